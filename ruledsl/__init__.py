@@ -1,0 +1,19 @@
+"""ruledsl: declarative rules that catch broken TRL post-training runs.
+
+    >>> import ruledsl
+    >>> ruledsl.parse_condition("drop(50%)").kind
+    'shorthand'
+"""
+
+from .catalog import Catalog
+from .engine import RuleSet, audit, compile_rules, evaluate
+from .errors import Diagnostic, FrameError, RuleSyntaxError, RuleValidationError, Span
+from .language import parse_condition
+from .rule import Rule, rule_from_inline as parse_inline_alert
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Catalog", "Diagnostic", "FrameError", "Rule", "RuleSet", "RuleSyntaxError", "RuleValidationError",
+    "Span", "audit", "compile_rules", "evaluate", "parse_condition", "parse_inline_alert", "__version__",
+]

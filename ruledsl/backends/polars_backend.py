@@ -1,0 +1,271 @@
+"""The polars backend: a checked rule → a lazy query of its evaluations (spec §2–§4).
+
+Every series is kept sorted by (run, step) across the whole archive, and
+window functions run over the whole column at once; a value whose window would
+reach into the previous run is masked by the row's index within its run.
+That is much cheaper than a window per group (`.over("run")`, see
+shared/reference/polars-notes.md), and it is the only trick in this module.
+
+One method per node kind, as in sqlglot's generators; shorthand terms and
+full-expression values are separate tables because they read different things
+(a rule's smoothed series vs. named metrics).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import polars as pl
+
+from .. import ast
+from ..frames import KEY, RUN, STEP, VALUE, LogFrame
+from ..rule import Rule
+
+INDEX = "__i"  # position in the series of the run (spec §2's i)
+FIRED = "fired"
+BASELINE = "baseline"
+COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt,
+    ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}
+
+
+def index_in_run() -> pl.Expr:
+    """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
+    return row - run_start.forward_fill()
+
+
+@dataclass(frozen=True)
+class Term:
+    """A compiled predicate: when it holds, from which index it is defined, what it reports."""
+
+    holds: pl.Expr
+    defined_from: int
+    value: pl.Expr
+    baseline: pl.Expr | None
+
+
+# ================================================================= shorthand conditions
+
+
+class _ShorthandCompiler:
+    """Shorthand terms over the rule's own series x with window W (spec §3)."""
+
+    def __init__(self, window: int):
+        self.window = window
+        x = pl.col(VALUE)
+        self.x = x
+        # v_i = mean of the last W values; W = 1 is the value itself, bit for bit.
+        self.smoothed = x if window == 1 else x.rolling_mean(window)
+
+    def compile(self, node: ast.Predicate) -> Term:
+        method = getattr(self, "_" + type(node).__name__)
+        return method(node)
+
+    def _And(self, node: ast.And) -> Term:
+        return self._combine(node, lambda a, b: a & b)
+
+    def _Or(self, node: ast.Or) -> Term:
+        return self._combine(node, lambda a, b: a | b)
+
+    def _combine(self, node, join) -> Term:
+        terms = [self.compile(operand) for operand in node.operands]
+        holds = terms[0].holds
+        for term in terms[1:]:
+            holds = join(holds, term.holds)
+        first = terms[0]
+        return Term(holds, max(t.defined_from for t in terms), first.value, first.baseline)
+
+    def _Not(self, node: ast.Not) -> Term:
+        inner = self.compile(node.operand)
+        return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
+
+    def _ShorthandCompare(self, node: ast.ShorthandCompare) -> Term:
+        holds = COMPARE[node.op](self.smoothed, node.threshold.value)
+        return Term(holds, self.window - 1, self.smoothed, None)
+
+    def _Between(self, node: ast.Between) -> Term:
+        v, low, high = self.smoothed, node.low.value, node.high.value
+        holds = ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
+        return Term(holds, self.window - 1, v, None)
+
+    def _Change(self, node: ast.Change) -> Term:
+        w, v = self.window, self.smoothed
+        # B = v at index W-1 carried forward; only read from 2W-1 on, so always from this run.
+        baseline = pl.when(pl.col(INDEX) == w - 1).then(v).forward_fill()
+        fraction = node.percent.value / 100
+        moved = (baseline - v) if node.direction == "drop" else (v - baseline)
+        holds = (baseline != 0) & (moved / baseline.abs() >= fraction)
+        return Term(holds, 2 * w - 1, v, baseline)
+
+    def _Spike(self, node: ast.Spike) -> Term:
+        previous_mean = self.x.rolling_mean(self.window).shift(1)
+        holds = (previous_mean > 0) & (self.x >= node.factor.value * previous_mean)
+        return Term(holds, self.window, self.x, previous_mean)
+
+    def _Flat(self, node: ast.Flat) -> Term:
+        spread = self.x.rolling_max(self.window) - self.x.rolling_min(self.window)
+        return Term(spread <= node.tolerance.value, self.window - 1, spread, None)
+
+    def _NonFinite(self, node: ast.NonFinite) -> Term:
+        return Term(~self.x.is_finite(), 0, self.x, None)
+
+
+def shorthand_evaluations(rule: Rule, series: pl.LazyFrame) -> pl.LazyFrame:
+    """run, step, fired, value, baseline, key at each evaluation of a shorthand rule."""
+    body = rule.condition.body
+    if not isinstance(body, ast.NonFinite):
+        series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
+    term = _ShorthandCompiler(rule.window).compile(body)
+    indexed = series.with_columns(index_in_run().alias(INDEX))
+    evaluations = (indexed
+                   .with_columns(term.holds.alias(FIRED), term.value.alias("__value"),
+                                 _or_null(term.baseline).alias(BASELINE))
+                   .filter(pl.col(INDEX) >= term.defined_from))
+    evaluation_index = pl.col(INDEX) - term.defined_from
+    return _sustain_and_warm_up(evaluations, rule, evaluation_index, pl.col(INDEX))
+
+
+# ================================================================= full expressions
+
+
+class _ExpressionCompiler:
+    """Comparisons over named metrics and window functions (spec §3, full expressions).
+
+    Each metric's own series is a separate frame (its window functions are
+    computed there), joined on (run, step) where all metrics are present.
+    """
+
+    def __init__(self, metric_columns: dict[str, str]):
+        self.metric_columns = metric_columns  # metric name → column in the joined frame
+        self.calls: dict[ast.Call, str] = {}  # window function → its column
+
+    def call_column(self, call: ast.Call) -> str:
+        return self.calls.setdefault(call, f"__call{len(self.calls)}")
+
+    def predicate(self, node: ast.Predicate) -> pl.Expr:
+        if isinstance(node, ast.And):
+            return pl.all_horizontal(self.predicate(o) for o in node.operands)
+        if isinstance(node, ast.Or):
+            return pl.any_horizontal(self.predicate(o) for o in node.operands)
+        if isinstance(node, ast.Not):
+            return ~self.predicate(node.operand)
+        assert isinstance(node, ast.Comparison)
+        left, right = self.value(node.left), self.value(node.right)
+        # polars orders NaN above every number; in a rule a NaN (0/0, inf-inf) never holds.
+        return pl.when(left.is_nan() | right.is_nan()).then(False).otherwise(COMPARE[node.op](left, right))
+
+    def value(self, node: ast.Value) -> pl.Expr:
+        if isinstance(node, ast.Number):
+            return pl.lit(node.value, dtype=pl.Float64)
+        if isinstance(node, ast.MetricRef):
+            return pl.col(self.metric_columns[node.name])
+        if isinstance(node, ast.Negative):
+            return -self.value(node.operand)
+        if isinstance(node, ast.BinaryOp):
+            left, right = self.value(node.left), self.value(node.right)
+            if node.op == "/":  # spec: a division by zero makes its comparison false
+                return pl.when(right == 0).then(float("nan")).otherwise(left / right)
+            return {"+": operator.add, "-": operator.sub, "*": operator.mul}[node.op](left, right)
+        assert isinstance(node, ast.Call)
+        if node.name == "abs":
+            return self.value(node.args[0]).abs()
+        return pl.col(self.call_column(node))
+
+
+def window_function(call: ast.Call) -> pl.Expr:
+    """A window function over its metric's series x (column VALUE), null where undefined."""
+    x, w = pl.col(VALUE), call.window
+    computed = {
+        "mean": lambda: x if w == 1 else x.rolling_mean(w),
+        "min": lambda: x.rolling_min(w),
+        "max": lambda: x.rolling_max(w),
+        "std": lambda: x.rolling_std(w, ddof=0),
+        "sum": lambda: x.rolling_sum(w),
+        "delta": lambda: x - x.shift(w),
+        "baseline": lambda: pl.when(pl.col(INDEX) == w - 1).then(x.rolling_mean(w)).forward_fill(),
+    }[call.name]()
+    first = ast.FUNCTIONS[call.name].first_index(w)
+    return pl.when(pl.col(INDEX) >= first).then(computed)
+
+
+def expression_evaluations(rule: Rule, series: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
+    """run, step, fired, value, baseline, key at each evaluation of a full expression."""
+    body = rule.condition.body
+    names = list(series)
+    compiler = _ExpressionCompiler({name: f"__metric{j}" for j, name in enumerate(names)})
+    fired = compiler.predicate(body)  # registers the window functions it needs
+    first_comparison = next(n for n in ast.walk(body) if isinstance(n, ast.Comparison))
+    value = compiler.value(first_comparison.left)
+
+    joined = None
+    for j, name in enumerate(names):
+        calls = [c for c in compiler.calls if c.metric.name == name]
+        frame = (series[name].filter(pl.col(VALUE).is_finite())
+                 .with_columns(index_in_run().alias(INDEX))
+                 .select(RUN, STEP, pl.col(VALUE).alias(f"__metric{j}"),
+                         *(window_function(c).alias(compiler.calls[c]) for c in calls)))
+        joined = frame if joined is None else joined.join(
+            frame, on=[RUN, STEP], how="inner", maintain_order="left")
+    assert joined is not None
+    defined = pl.all_horizontal(pl.col(c).is_not_null() for c in compiler.calls.values()) \
+        if compiler.calls else pl.lit(True)
+    evaluations = (joined.filter(defined)
+                   .with_columns(index_in_run().alias(INDEX))
+                   .with_columns(fired.alias(FIRED), value.alias("__value"),
+                                 pl.lit(None, dtype=pl.Float64).alias(BASELINE),
+                                 pl.lit(None, dtype=pl.String).alias(KEY)))
+    return _sustain_and_warm_up(evaluations, rule, pl.col(INDEX), pl.col(INDEX))
+
+
+# ================================================================= shared steps
+
+
+def _sustain_and_warm_up(evaluations: pl.LazyFrame, rule: Rule, evaluation_index: pl.Expr,
+                         values_seen: pl.Expr) -> pl.LazyFrame:
+    """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
+    fired = pl.col(FIRED)
+    n = rule.sustain
+    if n > 1:
+        # Evaluations of neighbouring runs touch in the column; the index masks them.
+        fired = (fired.cast(pl.Int32).rolling_sum(n) == n) & (evaluation_index >= n - 1)
+    if rule.min_steps > 0:
+        fired = fired & (values_seen >= rule.min_steps - 1)
+    return evaluations.select(RUN, STEP, fired.alias(FIRED), pl.col("__value").alias(VALUE),
+                              BASELINE, KEY)
+
+
+def _or_null(expr: pl.Expr | None) -> pl.Expr:
+    return pl.lit(None, dtype=pl.Float64) if expr is None else expr.cast(pl.Float64)
+
+
+def episodes(evaluations: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive firing evaluations (spec §4), one row each."""
+    run_start = pl.col(RUN).ne_missing(pl.col(RUN).shift(1))
+    starts = pl.col(FIRED) & (run_start | ~pl.col(FIRED).shift(1).fill_null(False))
+    return (evaluations
+            .with_columns(starts.alias("__start"))
+            .filter(pl.col(FIRED))
+            .with_columns(pl.col("__start").cum_sum().alias("__episode"))
+            .group_by("__episode")
+            .agg(pl.col(RUN).first(), pl.col(STEP).first().alias("first_step"),
+                 pl.col(STEP).last().alias("last_step"), pl.len().cast(pl.Int64).alias("n_evals"),
+                 pl.col(VALUE).first(), pl.col(BASELINE).first(), pl.col(KEY).first().alias("metric"))
+            .drop("__episode"))
+
+
+def rule_evaluations(rule: Rule, log: LogFrame, candidates: dict[str, tuple[str, ...]]) -> pl.LazyFrame | None:
+    """The evaluations of one rule over the whole log, or None if a metric it needs never appears."""
+    series = {}
+    for name in (rule.metrics if not rule.condition.is_shorthand else (rule.metric,)):
+        frame = log.raw_series(candidates[name])
+        if frame is None:
+            return None
+        series[name] = frame
+    if rule.condition.is_shorthand:
+        return shorthand_evaluations(rule, series[rule.metric])
+    return expression_evaluations(rule, series)

@@ -1,0 +1,195 @@
+"""The batch engine: compile rules, evaluate them over a log frame, report episodes.
+
+All runs and all rules go through one lazy polars query (the per-rule plans
+are concatenated and collected together); Python only loops over rules to
+build the plan and over the final episodes to format their messages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import polars as pl
+
+from . import ast
+from .backends import polars_backend as backend
+from .catalog import EMPTY_CATALOG, Catalog
+from .frames import RUN, STEP, VALUE, LogFrame, to_log_frame
+from .rule import Rule, rule_from_inline
+
+RECORD_FIELDS = ("run", "rule", "severity", "trainer", "metric", "first_step", "last_step",
+                 "n_evals", "value", "message")
+EVALUATION_FIELDS = ("run", "step", "rule", "fired", "value")
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: Rule
+    candidates: Mapping[str, tuple[str, ...]]  # metric as written → log keys to try, in order
+    threshold: float | None  # spec §4: the first number of the first term
+
+    def evaluations(self, log: LogFrame) -> pl.LazyFrame | None:
+        return backend.rule_evaluations(self.rule, log, dict(self.candidates))
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[CompiledRule, ...]
+    trainer: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self):
+        return iter(self.rules)
+
+
+RuleLike = Rule | Mapping[str, Any] | str
+
+
+def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
+                  catalog: Catalog | None = None) -> RuleSet:
+    """Compile rules (Rule objects, mappings or inline-alert strings) for one trainer.
+
+    Disabled rules and rules for other trainers are left out; `trainer=None`
+    (unknown) keeps every enabled rule (spec §8). Duplicate names are an error.
+    """
+    if isinstance(rules, RuleSet):
+        return rules
+    catalog = catalog or EMPTY_CATALOG
+    compiled: list[CompiledRule] = []
+    seen: dict[str, Rule] = {}
+    for item in rules:
+        rule = _as_rule(item)
+        if rule.name in seen:
+            raise ValueError(f"two rules are named {rule.name!r} "
+                             f"({seen[rule.name].origin or 'code'} and {rule.origin or 'code'})")
+        seen[rule.name] = rule
+        if not rule.enabled or not rule.applies_to(trainer):
+            continue
+        trainers = [trainer] if trainer else list(rule.trainers)
+        candidates = {name: catalog.candidates(name, trainers) for name in rule.metrics}
+        compiled.append(CompiledRule(rule, candidates, threshold_of(rule.condition)))
+    return RuleSet(tuple(compiled), trainer)
+
+
+def _as_rule(item: RuleLike) -> Rule:
+    if isinstance(item, Rule):
+        return item
+    if isinstance(item, str):
+        return rule_from_inline(item)
+    if isinstance(item, Mapping):
+        return Rule.from_dict(item, origin="code")
+    raise TypeError(f"a rule must be a Rule, a mapping or an inline-alert string, not {type(item).__name__}")
+
+
+def threshold_of(condition: ast.Condition) -> float | None:
+    """Spec §4: the first number of the first term (n/a for a non-numeric right operand)."""
+    first = ast.leaves(condition.body)[0]
+    if isinstance(first, ast.ShorthandCompare):
+        return first.threshold.value
+    if isinstance(first, ast.Between):
+        return first.low.value
+    if isinstance(first, ast.Change):
+        return first.percent.value
+    if isinstance(first, ast.Spike):
+        return first.factor.value
+    if isinstance(first, ast.Flat):
+        return first.tolerance.value
+    if isinstance(first, ast.Comparison):
+        right = first.right
+        if isinstance(right, ast.Number):
+            return right.value
+        if isinstance(right, ast.Negative) and isinstance(right.operand, ast.Number):
+            return -right.operand.value
+    return None
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def evaluate(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
+             catalog: Catalog | None = None, output: str = "polars", lazy: bool = False):
+    """Every evaluation of every rule: run, step, rule, fired, value."""
+    log = to_log_frame(frame)
+    rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
+    parts = [plan.select(RUN, STEP, pl.lit(c.rule.name).alias("rule"), backend.FIRED, VALUE)
+             for c, plan in _plans(rule_set, log)]
+    query = pl.concat(parts, how="vertical") if parts else _empty_evaluations(log)
+    if lazy:
+        return query
+    return _deliver(query.collect(), output, log)
+
+
+def _plans(rule_set: RuleSet, log: LogFrame) -> list[tuple[CompiledRule, pl.LazyFrame]]:
+    plans = []
+    for compiled in rule_set:
+        plan = compiled.evaluations(log)
+        if plan is not None:
+            plans.append((compiled, plan))
+    return plans
+
+
+def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
+    return log.lazy.select(RUN, STEP).head(0).with_columns(
+        pl.lit(None, dtype=pl.String).alias("rule"), pl.lit(None, dtype=pl.Boolean).alias(backend.FIRED),
+        pl.lit(None, dtype=pl.Float64).alias(VALUE))
+
+
+# ---------------------------------------------------------------- audit
+
+
+def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
+          catalog: Catalog | None = None, output: str = "polars"):
+    """One record per alert episode, with exactly the fields of spec §4."""
+    log = to_log_frame(frame)
+    rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
+    plans = _plans(rule_set, log)
+    by_name = {c.rule.name: c for c, _ in plans}
+    parts = [backend.episodes(plan).with_columns(pl.lit(c.rule.name).alias("rule")) for c, plan in plans]
+    if parts:
+        found = pl.concat(parts, how="vertical").collect().sort(RUN, "first_step", "rule")
+    else:
+        found = pl.DataFrame()
+    records = [_record(row, by_name[row["rule"]], rule_set.trainer) for row in found.iter_rows(named=True)]
+    result = pl.DataFrame(records, schema=_record_schema(log), orient="row") if records else \
+        pl.DataFrame(schema=_record_schema(log))
+    return _deliver(result, output, log)
+
+
+def _record_schema(log: LogFrame) -> dict[str, pl.DataType]:
+    run_dtype = log.lazy.collect_schema()[RUN]
+    return {"run": run_dtype, "rule": pl.String, "severity": pl.String, "trainer": pl.String,
+            "metric": pl.String, "first_step": pl.Int64, "last_step": pl.Int64, "n_evals": pl.Int64,
+            "value": pl.Float64, "message": pl.String}
+
+
+def _record(row: dict[str, Any], compiled: CompiledRule, trainer: str | None) -> tuple:
+    rule = compiled.rule
+    metric = row["metric"]
+    fields = {
+        "value": row["value"], "metric": metric, "step": row["first_step"], "run": str(row[RUN]),
+        "name": rule.name, "severity": rule.severity, "trainer": trainer,
+        "window": rule.window if rule.condition.is_shorthand else None,
+        "threshold": compiled.threshold, "baseline": _finite_or_none(row["baseline"]),
+    }
+    message = rule.message.render(fields)
+    return (row[RUN], rule.name, rule.severity, trainer, metric, row["first_step"], row["last_step"],
+            row["n_evals"], row["value"], message)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _deliver(result: pl.DataFrame, output: str, log: LogFrame):
+    """The result in the kind asked for: "polars", "pandas", or "input" (as the caller's frame)."""
+    if output == "input":
+        output = "pandas" if log.input_kind == "pandas" else "polars"
+    if output == "pandas":
+        return result.to_pandas()
+    if output != "polars":
+        raise ValueError(f"output must be 'polars', 'pandas' or 'input', not {output!r}")
+    return result

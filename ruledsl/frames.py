@@ -1,0 +1,153 @@
+"""Log frames: what the engines read, normalized once (spec §2).
+
+A frame comes as a polars DataFrame or LazyFrame or a pandas DataFrame, in
+wide form (`run` optional, `step`, one column per metric key, null = key
+absent) or long form (`run`, `step`, `key`, `value`). `LogFrame` turns any of
+these into one lazy, merged table sorted by (run, step), and hands out the raw
+series of one metric key per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from .errors import FrameError
+
+RUN, STEP, KEY, VALUE = "run", "step", "key", "value"
+DEFAULT_RUN = "default"  # the run id of a frame without a `run` column
+
+
+@dataclass(frozen=True)
+class LogFrame:
+    lazy: pl.LazyFrame  # merged: one row per (run, step) [wide] or (run, step, key) [long]
+    form: str  # "wide" or "long"
+    metric_columns: tuple[str, ...]  # wide form: the numeric metric columns
+    input_kind: str  # "polars", "lazy" or "pandas": what the caller gave
+
+    def present(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `keys` that can appear in this frame."""
+        if self.form == "long":
+            return keys
+        return tuple(k for k in keys if k in self.metric_columns)
+
+    def raw_series(self, candidates: tuple[str, ...]) -> pl.LazyFrame | None:
+        """run, step, value, key: the rows holding the metric, sorted by (run, step).
+
+        Of several candidate keys, each run uses the one that appears first in it
+        (lowest step; a tie goes to the earlier candidate), spec §2. None when
+        no candidate can appear in the frame. Non-finite values are kept.
+        """
+        keys = self.present(candidates)
+        if not keys:
+            return None
+        if self.form == "long":
+            return self._long_series(keys)
+        if len(keys) == 1:
+            return (self.lazy.select(RUN, STEP, pl.col(keys[0]).cast(pl.Float64).alias(VALUE))
+                    .filter(pl.col(VALUE).is_not_null())
+                    .with_columns(pl.lit(keys[0]).alias(KEY)))
+        return self._wide_series_choosing(keys)
+
+    def _wide_series_choosing(self, keys: tuple[str, ...]) -> pl.LazyFrame:
+        choice = _first_appearing(
+            self.lazy.group_by(RUN).agg(
+                pl.col(STEP).filter(pl.col(k).is_not_null()).min().alias(f"__first{j}")
+                for j, k in enumerate(keys)),
+            len(keys))
+        value = pl.coalesce(pl.when(pl.col("__choice") == j).then(pl.col(k).cast(pl.Float64))
+                            for j, k in enumerate(keys))
+        key = pl.coalesce(pl.when(pl.col("__choice") == j).then(pl.lit(k)) for j, k in enumerate(keys))
+        return (self.lazy.join(choice, on=RUN, how="left", maintain_order="left")
+                .select(RUN, STEP, value.alias(VALUE), key.alias(KEY))
+                .filter(pl.col(VALUE).is_not_null()))
+
+    def _long_series(self, keys: tuple[str, ...]) -> pl.LazyFrame:
+        rows = self.lazy.filter(pl.col(KEY).is_in(list(keys)) & pl.col(VALUE).is_not_null())
+        if len(keys) > 1:
+            firsts = rows.group_by(RUN).agg(
+                pl.col(STEP).filter(pl.col(KEY) == k).min().alias(f"__first{j}") for j, k in enumerate(keys))
+            chosen = _first_appearing(firsts, len(keys)).select(
+                RUN, pl.col("__choice").replace_strict(dict(enumerate(keys)), return_dtype=pl.String).alias(KEY))
+            rows = rows.join(chosen, on=[RUN, KEY], how="semi", maintain_order="left")
+        return rows.select(RUN, STEP, pl.col(VALUE).cast(pl.Float64), KEY)
+
+
+def _first_appearing(firsts: pl.LazyFrame, count: int) -> pl.LazyFrame:
+    """Per run, the index of the candidate whose first step is lowest (ties: lowest index)."""
+    never = pl.lit(2**62, dtype=pl.Int64)
+    ranked = pl.concat_list(pl.col(f"__first{j}").fill_null(never) for j in range(count))
+    return firsts.select(RUN, ranked.list.arg_min().alias("__choice"))
+
+
+def to_log_frame(frame: Any) -> LogFrame:
+    """Normalize any accepted frame; raise FrameError with a hint when it cannot be read."""
+    lazy, kind = _as_lazy(frame)
+    schema = lazy.collect_schema()
+    columns = schema.names()
+    if STEP not in columns:
+        raise FrameError(f"the frame has no '{STEP}' column (columns: {_listed(columns)})")
+    if RUN not in columns:
+        lazy = lazy.with_columns(pl.lit(DEFAULT_RUN).alias(RUN))
+    lazy = lazy.with_columns(_step_expr(schema))
+    if {KEY, VALUE} <= set(columns) and set(columns) <= {RUN, STEP, KEY, VALUE}:
+        return LogFrame(_merge_long(lazy), "long", (), kind)
+    metric_columns = tuple(c for c in columns if c not in (RUN, STEP) and schema[c].is_numeric())
+    return LogFrame(_merge_wide(lazy, metric_columns), "wide", metric_columns, kind)
+
+
+def _as_lazy(frame: Any) -> tuple[pl.LazyFrame, str]:
+    if isinstance(frame, pl.LazyFrame):
+        return frame, "lazy"
+    if isinstance(frame, pl.DataFrame):
+        return frame.lazy(), "polars"
+    if type(frame).__module__.startswith("pandas"):
+        try:
+            return pl.from_pandas(frame).lazy(), "pandas"
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise FrameError(f"reading a pandas frame needs pyarrow: {exc}") from None
+    raise FrameError(f"expected a polars DataFrame/LazyFrame or a pandas DataFrame, got {type(frame).__name__}")
+
+
+def _step_expr(schema: pl.Schema) -> pl.Expr:
+    dtype = schema[STEP]
+    if not (dtype.is_integer() or dtype.is_float()):
+        raise FrameError(f"the '{STEP}' column must hold numbers, not {dtype}")
+    return pl.col(STEP).cast(pl.Int64, strict=True)
+
+
+def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...]) -> pl.LazyFrame:
+    """Rows with the same (run, step) merge key by key, the later row winning (spec §2).
+
+    Logs are nearly always sorted with unique steps already; one cheap pass
+    checks that, and only otherwise do we pay for grouping and sorting.
+    """
+    stats = lazy.select(
+        (pl.col(RUN).eq_missing(pl.col(RUN).shift(1)) & (pl.col(STEP) <= pl.col(STEP).shift(1)))
+        .any().alias("out_of_order"),
+        pl.col(RUN).ne_missing(pl.col(RUN).shift(1)).sum().alias("run_blocks"),
+        pl.col(RUN).n_unique().alias("runs"),
+        pl.col(STEP).null_count().alias("missing_steps"),
+    ).collect()
+    row = stats.row(0, named=True)
+    if row["missing_steps"]:
+        raise FrameError(f"{row['missing_steps']} row(s) have no '{STEP}'")
+    if not row["out_of_order"] and row["run_blocks"] == row["runs"]:
+        return lazy.select(RUN, STEP, *metric_columns)
+    return (lazy.group_by(RUN, STEP)
+            .agg(pl.col(c).drop_nulls().last() for c in metric_columns)
+            .sort(RUN, STEP))
+
+
+def _merge_long(lazy: pl.LazyFrame) -> pl.LazyFrame:
+    return (lazy.select(RUN, STEP, pl.col(KEY).cast(pl.String), pl.col(VALUE).cast(pl.Float64))
+            .filter(pl.col(VALUE).is_not_null())
+            .unique(subset=[RUN, STEP, KEY], keep="last", maintain_order=True)
+            .sort(RUN, STEP, maintain_order=True))
+
+
+def _listed(columns: list[str]) -> str:
+    shown = ", ".join(columns[:8])
+    return shown + (", …" if len(columns) > 8 else "")
