@@ -111,8 +111,8 @@ _TERMINAL_WORDS = {
     "RPAR": "')'",
     "COMMA": "','",
     "COLON": "':'",
-    "AND": "'and'",
-    "OR": "'or'",
+    "_AND": "'and'",
+    "_OR": "'or'",
     "NOT": "'not'",
     "FOR": "'for'",
     "STEPS": "'steps'",
@@ -140,8 +140,10 @@ def describe_expected(terminals: set[str]) -> tuple[str, ...]:
         if "COMPARATOR" in names:
             words.append(_TERMINAL_WORDS["COMPARATOR"])
         words.append("an operator (+ - * /)")
-        if {"AND", "OR"} <= names:
+        if {"_AND", "_OR"} <= names:
             words.append("'and'/'or'")
+        if "ARROW" in names:
+            words.append("'->'")
         return tuple(words)
     if len(names & _SHORTHAND_KEYWORDS) >= 3:
         words.append("a shorthand such as '< 0.5' or 'drop(50%)'")
@@ -149,9 +151,9 @@ def describe_expected(terminals: set[str]) -> tuple[str, ...]:
     if "NUMBER" in names and "NAME" in names:
         words.append("a number or a metric name")
         names -= {"NUMBER", "NAME", "QUOTED_NAME", "LPAR", "MINUS", "NOT"}
-    if {"AND", "OR"} <= names:
+    if {"_AND", "_OR"} <= names:
         words.append("'and'/'or'")
-        names -= {"AND", "OR"}
+        names -= {"_AND", "_OR"}
     order = list(_TERMINAL_WORDS)
     for name in sorted(names, key=lambda n: order.index(n) if n in order else len(order)):
         word = _TERMINAL_WORDS.get(name) or f"'{name.lower()}'"

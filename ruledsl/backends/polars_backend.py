@@ -39,6 +39,40 @@ def index_in_run() -> pl.Expr:
     return row - run_start.forward_fill()
 
 
+# Window sums are added left to right, x_(i-W+1) first: the same bits whatever precedes
+# the run in the column, and the same bits as the incremental engine's plain loop. A
+# running sum (rolling_sum) would carry rounding from earlier runs into this one, so a
+# mean sitting exactly on a threshold could fire in an archive and not alone.
+EXACT_WINDOW_LIMIT = 64
+
+
+def window_sum(x: pl.Expr, window: int) -> pl.Expr:
+    """x_(i-W+1) + … + x_i, defined from the W-th row of the column on."""
+    if window > EXACT_WINDOW_LIMIT:
+        # Chains this long are slow to plan: compensated rolling sums, restarted per run.
+        return x.rolling_sum(window).over(RUN)
+    total = x.shift(window - 1)
+    for k in range(window - 2, -1, -1):
+        total = total + x.shift(k)
+    return total
+
+
+def window_mean(x: pl.Expr, window: int) -> pl.Expr:
+    return window_sum(x, window) / window
+
+
+def window_std(x: pl.Expr, window: int) -> pl.Expr:
+    """Population standard deviation: sqrt(sum((x - mean)^2) / W), mean as above."""
+    if window > EXACT_WINDOW_LIMIT:
+        return x.rolling_std(window, ddof=0).over(RUN)
+    mean = window_mean(x, window)
+    squares = None
+    for k in range(window - 1, -1, -1):
+        deviation = x.shift(k) - mean
+        squares = deviation * deviation if squares is None else squares + deviation * deviation
+    return (squares / window).sqrt()
+
+
 @dataclass(frozen=True)
 class Term:
     """A compiled predicate: when it holds, from which index it is defined, what it reports."""
@@ -53,14 +87,29 @@ class Term:
 
 
 class _ShorthandCompiler:
-    """Shorthand terms over the rule's own series x with window W (spec §3)."""
+    """Shorthand terms over the rule's own series x with window W (spec §3).
+
+    The window statistics a term needs become columns of their own (`features`),
+    computed once per rule and read by name, so no expression repeats a window sum.
+    """
+
+    SMOOTHED, PREVIOUS_MEAN, SPREAD, BASELINE = "__v", "__previous_mean", "__spread", "__baseline"
 
     def __init__(self, window: int):
         self.window = window
-        x = pl.col(VALUE)
-        self.x = x
-        # v_i = mean of the last W values; W = 1 is the value itself, bit for bit.
-        self.smoothed = x if window == 1 else x.rolling_mean(window)
+        self.x = pl.col(VALUE)
+        self.smoothed = pl.col(self.SMOOTHED)
+        self.features: dict[str, pl.Expr] = {}
+
+    def feature(self, name: str) -> pl.Expr:
+        x, w = self.x, self.window
+        if name not in self.features:
+            self.features[name] = {
+                self.SMOOTHED: lambda: window_mean(x, w),  # v_i
+                self.PREVIOUS_MEAN: lambda: window_mean(x, w).shift(1),  # m of spike
+                self.SPREAD: lambda: x.rolling_max(w) - x.rolling_min(w),
+            }[name]()
+        return pl.col(name)
 
     def compile(self, node: ast.Predicate) -> Term:
         method = getattr(self, "_" + type(node).__name__)
@@ -85,16 +134,16 @@ class _ShorthandCompiler:
         return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
 
     def _ShorthandCompare(self, node: ast.ShorthandCompare) -> Term:
-        holds = COMPARE[node.op](self.smoothed, node.threshold.value)
-        return Term(holds, self.window - 1, self.smoothed, None)
+        v = self.feature(self.SMOOTHED)
+        return Term(COMPARE[node.op](v, node.threshold.value), self.window - 1, v, None)
 
     def _Between(self, node: ast.Between) -> Term:
-        v, low, high = self.smoothed, node.low.value, node.high.value
+        v, low, high = self.feature(self.SMOOTHED), node.low.value, node.high.value
         holds = ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
         return Term(holds, self.window - 1, v, None)
 
     def _Change(self, node: ast.Change) -> Term:
-        w, v = self.window, self.smoothed
+        w, v = self.window, self.feature(self.SMOOTHED)
         # B = v at index W-1 carried forward; only read from 2W-1 on, so always from this run.
         baseline = pl.when(pl.col(INDEX) == w - 1).then(v).forward_fill()
         fraction = node.percent.value / 100
@@ -103,12 +152,12 @@ class _ShorthandCompiler:
         return Term(holds, 2 * w - 1, v, baseline)
 
     def _Spike(self, node: ast.Spike) -> Term:
-        previous_mean = self.x.rolling_mean(self.window).shift(1)
+        previous_mean = self.feature(self.PREVIOUS_MEAN)
         holds = (previous_mean > 0) & (self.x >= node.factor.value * previous_mean)
         return Term(holds, self.window, self.x, previous_mean)
 
     def _Flat(self, node: ast.Flat) -> Term:
-        spread = self.x.rolling_max(self.window) - self.x.rolling_min(self.window)
+        spread = self.feature(self.SPREAD)
         return Term(spread <= node.tolerance.value, self.window - 1, spread, None)
 
     def _NonFinite(self, node: ast.NonFinite) -> Term:
@@ -120,8 +169,10 @@ def shorthand_evaluations(rule: Rule, series: pl.LazyFrame) -> pl.LazyFrame:
     body = rule.condition.body
     if not isinstance(body, ast.NonFinite):
         series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
-    term = _ShorthandCompiler(rule.window).compile(body)
-    indexed = series.with_columns(index_in_run().alias(INDEX))
+    compiler = _ShorthandCompiler(rule.window)
+    term = compiler.compile(body)
+    indexed = (series.with_columns(index_in_run().alias(INDEX))
+               .with_columns(expr.alias(name) for name, expr in compiler.features.items()))
     evaluations = (indexed
                    .with_columns(term.holds.alias(FIRED), term.value.alias("__value"),
                                  _or_null(term.baseline).alias(BASELINE))
@@ -181,13 +232,13 @@ def window_function(call: ast.Call) -> pl.Expr:
     """A window function over its metric's series x (column VALUE), null where undefined."""
     x, w = pl.col(VALUE), call.window
     computed = {
-        "mean": lambda: x if w == 1 else x.rolling_mean(w),
+        "mean": lambda: window_mean(x, w),
         "min": lambda: x.rolling_min(w),
         "max": lambda: x.rolling_max(w),
-        "std": lambda: x.rolling_std(w, ddof=0),
-        "sum": lambda: x.rolling_sum(w),
+        "std": lambda: window_std(x, w),
+        "sum": lambda: window_sum(x, w),
         "delta": lambda: x - x.shift(w),
-        "baseline": lambda: pl.when(pl.col(INDEX) == w - 1).then(x.rolling_mean(w)).forward_fill(),
+        "baseline": lambda: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
     }[call.name]()
     first = ast.FUNCTIONS[call.name].first_index(w)
     return pl.when(pl.col(INDEX) >= first).then(computed)
