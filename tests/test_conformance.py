@@ -1,5 +1,7 @@
 """Every worked case of spec §9 through the batch engine, in every frame form it accepts."""
 
+import re
+
 import polars as pl
 import pytest
 
@@ -57,3 +59,33 @@ def test_many_runs_of_different_lengths_in_one_frame_match_each_run_alone():
     together = ruledsl.audit(mixed, [rule]).select(columns).rows()
     assert len(one_by_one) >= 3
     assert together == sorted(one_by_one)  # same episodes, sorted by run then first_step
+
+
+INLINE_CASES = [c for c in CASES if c["window"] == 1 and c["min_steps"] == 0]
+
+
+def inline_text(case: dict) -> str:
+    """The worked case written as an inline alert (spec §6: window 1, no min_steps)."""
+    condition = case["condition"]
+    if case["metric"] is not None:
+        # `m (< 0.5) or (> 2)` would read as a call m(...): inline, the metric leads bare terms.
+        condition = f"{case['metric']} " + re.sub(r"\(([<>!=][^()]*)\)", r"\1", condition)
+    sustain = f" for {case['for']} steps" if case["for"] > 1 else ""
+    return f"all: {condition}{sustain} -> high: {{value}} - at {{step}}: ok -> done"
+
+
+@pytest.mark.parametrize("case", INLINE_CASES, ids=[c["id"] for c in INLINE_CASES])
+def test_the_same_case_as_an_inline_alert(case):
+    text = inline_text(case)
+    records = ruledsl.audit(wide_frame(case), [text])
+    assert_episodes(records.to_dicts(), case["expect"], case["id"])
+    reads_as_shorthand = case["metric"] is not None
+    assert ruledsl.parse_inline_alert(text).condition.is_shorthand == reads_as_shorthand
+    for record in records.iter_rows(named=True):
+        assert record["message"].endswith(f" - at {record['first_step']}: ok -> done")
+        assert record["metric"] == case["metric"]
+
+
+def test_inline_cases_cover_shorthands_and_expressions():
+    assert len(INLINE_CASES) >= 30
+    assert {c["metric"] is None for c in INLINE_CASES} == {True, False}
