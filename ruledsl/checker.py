@@ -47,7 +47,7 @@ class _Checker:
                 "their metrics, e.g. 'loss < 0.5 or loss > 2'",
             )
         nonfinite = [t for t in shorthand if isinstance(t, ast.NonFinite)]
-        if nonfinite and len(terms) > 1:
+        if nonfinite and not isinstance(body, ast.NonFinite):  # `not nonfinite` combines it too
             raise self.fail(nonfinite[0], "E109", "'nonfinite' cannot be combined with other terms",
                             hint="write a separate rule with condition: nonfinite")
         if sustain is not None and sustain < 1:

@@ -12,6 +12,15 @@ from the dict is absent (None counts as absent too). `rule` is a
 `ruledsl.Rule`; only its AST (`rule.condition.body`), `metric`, `window`,
 `min_steps` and `sustain` are read. `candidates` maps a metric name to the log
 keys to try for it, in order (spec §2); by default a metric is only its own name.
+
+Arithmetic is plain Python floats, written as the spec writes it: a window mean
+is sum(window) / W added left to right, drop is (B - v) / |B| >= P / 100, and so
+on. Each operation is a correctly rounded IEEE operation: on values whose window
+sums are exact (the property tests' grids) a mean is the correctly rounded exact
+mean, but a verdict exactly at a threshold reached through a rounded mean (W = 3
+or 5) can in principle differ from exact arithmetic; test_properties.py pins the
+tie cases it relies on with hand-computed answers. The spec does not say whether
+its arithmetic is exact or double precision.
 """
 
 from __future__ import annotations
@@ -70,13 +79,21 @@ def finite_series(run_rows, key):
 # ================================================================ small numeric helpers
 
 
+def left_to_right_sum(values):
+    """x_0 + x_1 + … in order; Python 3.12's sum() compensates rounding, the engines do not."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
 def mean(values):
-    return sum(values) / len(values)
+    return left_to_right_sum(values) / len(values)
 
 
 def population_std(values):
     mu = mean(values)
-    return math.sqrt(sum((x - mu) * (x - mu) for x in values) / len(values))
+    return math.sqrt(left_to_right_sum((x - mu) * (x - mu) for x in values) / len(values))
 
 
 def compare(op, left, right):
@@ -106,7 +123,7 @@ def compare(op, left, right):
 
 def smoothed(xs, i, w):
     """v_i = mean(x_{i-W+1} … x_i)."""
-    return sum(xs[i - w + 1:i + 1]) / w
+    return left_to_right_sum(xs[i - w + 1:i + 1]) / w
 
 
 def term_compare(node, xs, i, w):
@@ -132,7 +149,7 @@ def term_change(node, xs, i, w):
     if i < 2 * w - 1:
         return None
     v = smoothed(xs, i, w)
-    b = sum(xs[0:w]) / w
+    b = left_to_right_sum(xs[0:w]) / w
     p = node.percent.value
     if b == 0:
         return False, v, b
@@ -146,7 +163,7 @@ def term_change(node, xs, i, w):
 def term_spike(node, xs, i, w):
     if i < w:
         return None
-    m = sum(xs[i - w:i]) / w
+    m = left_to_right_sum(xs[i - w:i]) / w
     x = xs[i]
     k = node.factor.value
     holds = m > 0 and x >= k * m
@@ -246,7 +263,7 @@ def window_function(call, xs, i):
     w = call.window
     last = xs[i - w + 1:i + 1]
     if call.name == "mean":
-        return sum(last) / w
+        return left_to_right_sum(last) / w
     if call.name == "min":
         return min(last)
     if call.name == "max":
@@ -254,11 +271,11 @@ def window_function(call, xs, i):
     if call.name == "std":
         return population_std(last)
     if call.name == "sum":
-        return sum(last)
+        return left_to_right_sum(last)
     if call.name == "delta":
         return xs[i] - xs[i - w]
     if call.name == "baseline":
-        return sum(xs[0:w]) / w
+        return left_to_right_sum(xs[0:w]) / w
     raise ValueError(f"unknown function {call.name!r}")
 
 

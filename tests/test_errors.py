@@ -65,6 +65,7 @@ def test_equals_sign_gets_a_hint():
     ("drop(0%)", "E105", "greater than 0"),
     ("flat(-0.1)", "E105", "cannot be negative"),
     ("nonfinite or < 1", "E109", "cannot be combined"),
+    ("not nonfinite", "E109", "cannot be combined"),
     ("loss < 1 and < 2", "E108", "no metric"),
     ("loss drop(50%)", "E108", "cannot follow a metric"),
     ("loss", "E103", "expected a comparison"),

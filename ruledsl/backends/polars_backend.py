@@ -57,8 +57,20 @@ def window_sum(x: pl.Expr, window: int) -> pl.Expr:
     return total
 
 
+def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
+    """numerator / denominator, correctly rounded like Python's `/`.
+
+    polars divides by a scalar as a multiplication by its reciprocal, which is off by
+    one ulp about a third of the time (5/3 → 1.6666666666666665): enough to miss a
+    threshold met exactly. A full-length divisor (the row index times 0, plus the
+    scalar) takes the element-wise division kernel instead.
+    """
+    full_length = pl.col(INDEX) * 0 + denominator
+    return numerator / full_length.cast(pl.Float64)
+
+
 def window_mean(x: pl.Expr, window: int) -> pl.Expr:
-    return window_sum(x, window) / window
+    return true_divide(window_sum(x, window), window)
 
 
 def window_std(x: pl.Expr, window: int) -> pl.Expr:
@@ -70,7 +82,7 @@ def window_std(x: pl.Expr, window: int) -> pl.Expr:
     for k in range(window - 1, -1, -1):
         deviation = x.shift(k) - mean
         squares = deviation * deviation if squares is None else squares + deviation * deviation
-    return (squares / window).sqrt()
+    return true_divide(squares, window).sqrt()
 
 
 @dataclass(frozen=True)
@@ -220,7 +232,7 @@ class _ExpressionCompiler:
         if isinstance(node, ast.BinaryOp):
             left, right = self.value(node.left), self.value(node.right)
             if node.op == "/":  # spec: a division by zero makes its comparison false
-                return pl.when(right == 0).then(float("nan")).otherwise(left / right)
+                return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
             return {"+": operator.add, "-": operator.sub, "*": operator.mul}[node.op](left, right)
         assert isinstance(node, ast.Call)
         if node.name == "abs":
