@@ -30,9 +30,6 @@ class CompiledRule:
     candidates: Mapping[str, tuple[str, ...]]  # metric as written → log keys to try, in order
     threshold: float | None  # spec §4: the first number of the first term
 
-    def evaluations(self, log: LogFrame) -> pl.LazyFrame | None:
-        return backend.rule_evaluations(self.rule, log, dict(self.candidates))
-
 
 @dataclass(frozen=True)
 class RuleSet:
@@ -115,21 +112,15 @@ def evaluate(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | 
     """Every evaluation of every rule: run, step, rule, fired, value."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    parts = [plan.select(RUN, STEP, pl.lit(c.rule.name).alias("rule"), backend.FIRED, VALUE)
-             for c, plan in _plans(rule_set, log)]
+    parts = [c.evaluations(rule_frame) for rule_frame, columns in _frames(rule_set, log) for c in columns]
     query = pl.concat(parts, how="vertical") if parts else _empty_evaluations(log)
     if lazy:
         return query
     return _deliver(query.collect(), output, log)
 
 
-def _plans(rule_set: RuleSet, log: LogFrame) -> list[tuple[CompiledRule, pl.LazyFrame]]:
-    plans = []
-    for compiled in rule_set:
-        plan = compiled.evaluations(log)
-        if plan is not None:
-            plans.append((compiled, plan))
-    return plans
+def _frames(rule_set: RuleSet, log: LogFrame):
+    return backend.rule_frames([(c.rule, dict(c.candidates)) for c in rule_set], log)
 
 
 def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
@@ -146,13 +137,12 @@ def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | Non
     """One record per alert episode, with exactly the fields of spec §4."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    plans = _plans(rule_set, log)
-    by_name = {c.rule.name: c for c, _ in plans}
-    parts = [backend.episodes(plan).with_columns(pl.lit(c.rule.name).alias("rule")) for c, plan in plans]
+    parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in _frames(rule_set, log)]
     if parts:
-        found = pl.concat(parts, how="vertical").collect().sort(RUN, "first_step", "rule")
+        found = backend.episodes(pl.concat(parts, how="vertical")).collect().sort(RUN, "first_step", "rule")
     else:
         found = pl.DataFrame()
+    by_name = {c.rule.name: c for c in rule_set}
     records = [_record(row, by_name[row["rule"]], rule_set.trainer) for row in found.iter_rows(named=True)]
     result = pl.DataFrame(records, schema=_record_schema(log), orient="row") if records else \
         pl.DataFrame(schema=_record_schema(log))

@@ -99,28 +99,31 @@ class Term:
 
 
 class _ShorthandCompiler:
-    """Shorthand terms over the rule's own series x with window W (spec §3).
+    """Shorthand terms over one series x (spec §3), for every rule that reads it.
 
-    The window statistics a term needs become columns of their own (`features`),
-    computed once per rule and read by name, so no expression repeats a window sum.
+    The window statistics the terms need become columns of their own, named by
+    kind and window (`features`), so that rules on the same metric share them
+    and no expression repeats a window sum.
     """
 
-    SMOOTHED, PREVIOUS_MEAN, SPREAD, BASELINE = "__v", "__previous_mean", "__spread", "__baseline"
-
-    def __init__(self, window: int):
-        self.window = window
+    def __init__(self):
         self.x = pl.col(VALUE)
-        self.smoothed = pl.col(self.SMOOTHED)
-        self.features: dict[str, pl.Expr] = {}
+        self.features: dict[str, pl.Expr] = {}  # computed from x
+        self.derived: dict[str, pl.Expr] = {}  # computed from features, one step later
+        self.window = 1
 
-    def feature(self, name: str) -> pl.Expr:
+    def for_window(self, window: int) -> "_ShorthandCompiler":
+        self.window = window
+        return self
+
+    def feature(self, kind: str) -> pl.Expr:
         x, w = self.x, self.window
-        if name not in self.features:
-            self.features[name] = {
-                self.SMOOTHED: lambda: window_mean(x, w),  # v_i
-                self.PREVIOUS_MEAN: lambda: window_mean(x, w).shift(1),  # m of spike
-                self.SPREAD: lambda: x.rolling_max(w) - x.rolling_min(w),
-            }[name]()
+        name = f"__{kind}{w}"
+        if kind == "previous_mean":  # m of spike: v of the row before
+            self.derived.setdefault(name, self.feature("smoothed").shift(1))
+        elif name not in self.features:
+            self.features[name] = window_mean(x, w) if kind == "smoothed" else \
+                x.rolling_max(w) - x.rolling_min(w)
         return pl.col(name)
 
     def compile(self, node: ast.Predicate) -> Term:
@@ -146,16 +149,16 @@ class _ShorthandCompiler:
         return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
 
     def _ShorthandCompare(self, node: ast.ShorthandCompare) -> Term:
-        v = self.feature(self.SMOOTHED)
+        v = self.feature("smoothed")
         return Term(COMPARE[node.op](v, node.threshold.value), self.window - 1, v, None)
 
     def _Between(self, node: ast.Between) -> Term:
-        v, low, high = self.feature(self.SMOOTHED), node.low.value, node.high.value
+        v, low, high = self.feature("smoothed"), node.low.value, node.high.value
         holds = ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
         return Term(holds, self.window - 1, v, None)
 
     def _Change(self, node: ast.Change) -> Term:
-        w, v = self.window, self.feature(self.SMOOTHED)
+        w, v = self.window, self.feature("smoothed")
         # B = v at index W-1 carried forward; only read from 2W-1 on, so always from this run.
         baseline = pl.when(pl.col(INDEX) == w - 1).then(v).forward_fill()
         fraction = node.percent.value / 100
@@ -164,33 +167,29 @@ class _ShorthandCompiler:
         return Term(holds, 2 * w - 1, v, baseline)
 
     def _Spike(self, node: ast.Spike) -> Term:
-        previous_mean = self.feature(self.PREVIOUS_MEAN)
+        previous_mean = self.feature("previous_mean")
         holds = (previous_mean > 0) & (self.x >= node.factor.value * previous_mean)
         return Term(holds, self.window, self.x, previous_mean)
 
     def _Flat(self, node: ast.Flat) -> Term:
-        spread = self.feature(self.SPREAD)
+        spread = self.feature("spread")
         return Term(spread <= node.tolerance.value, self.window - 1, spread, None)
 
     def _NonFinite(self, node: ast.NonFinite) -> Term:
         return Term(~self.x.is_finite(), 0, self.x, None)
 
 
-def shorthand_evaluations(rule: Rule, series: pl.LazyFrame) -> pl.LazyFrame:
-    """run, step, fired, value, baseline, key at each evaluation of a shorthand rule."""
-    body = rule.condition.body
-    if not isinstance(body, ast.NonFinite):
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame, nonfinite: bool) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """One frame over a metric's series with the columns of every rule that reads it."""
+    if not nonfinite:
         series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
-    compiler = _ShorthandCompiler(rule.window)
-    term = compiler.compile(body)
-    indexed = (series.with_columns(index_in_run().alias(INDEX))
-               .with_columns(expr.alias(name) for name, expr in compiler.features.items()))
-    evaluations = (indexed
-                   .with_columns(term.holds.alias(FIRED), term.value.alias("__value"),
-                                 _or_null(term.baseline).alias(BASELINE))
-                   .filter(pl.col(INDEX) >= term.defined_from))
-    evaluation_index = pl.col(INDEX) - term.defined_from
-    return _sustain_and_warm_up(evaluations, rule, evaluation_index, pl.col(INDEX))
+    compiler = _ShorthandCompiler()
+    terms = [compiler.for_window(rule.window).compile(rule.condition.body) for rule in rules]
+    frame = (series.with_columns(index_in_run().alias(INDEX))
+             .with_columns(expr.alias(name) for name, expr in compiler.features.items())
+             .with_columns(expr.alias(name) for name, expr in compiler.derived.items()))
+    columns = [RuleColumns(rule, j, term) for j, (rule, term) in enumerate(zip(rules, terms))]
+    return frame.with_columns(e for c in columns for e in c.expressions()), columns
 
 
 # ================================================================= full expressions
@@ -256,8 +255,8 @@ def window_function(call: ast.Call) -> pl.Expr:
     return pl.when(pl.col(INDEX) >= first).then(computed)
 
 
-def expression_evaluations(rule: Rule, series: dict[str, pl.LazyFrame]) -> pl.LazyFrame:
-    """run, step, fired, value, baseline, key at each evaluation of a full expression."""
+def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """The evaluations of a full expression, with the rule's columns."""
     body = rule.condition.body
     names = list(series)
     compiler = _ExpressionCompiler({name: f"__metric{j}" for j, name in enumerate(names)})
@@ -277,58 +276,121 @@ def expression_evaluations(rule: Rule, series: dict[str, pl.LazyFrame]) -> pl.La
     assert joined is not None
     defined = pl.all_horizontal(pl.col(c).is_not_null() for c in compiler.calls.values()) \
         if compiler.calls else pl.lit(True)
-    evaluations = (joined.filter(defined)
-                   .with_columns(index_in_run().alias(INDEX))
-                   .with_columns(fired.alias(FIRED), value.alias("__value"),
-                                 pl.lit(None, dtype=pl.Float64).alias(BASELINE),
-                                 pl.lit(None, dtype=pl.String).alias(KEY)))
-    return _sustain_and_warm_up(evaluations, rule, pl.col(INDEX), pl.col(INDEX))
+    # Evaluations only, so INDEX counts evaluations (for `for` and min_steps) and d = 0.
+    frame = joined.filter(defined).with_columns(index_in_run().alias(INDEX), pl.lit(None, dtype=pl.String).alias(KEY))
+    columns = RuleColumns(rule, 0, Term(fired, 0, value, None))
+    return frame.with_columns(columns.expressions()), [columns]
 
 
 # ================================================================= shared steps
 
 
-def _sustain_and_warm_up(evaluations: pl.LazyFrame, rule: Rule, evaluation_index: pl.Expr,
-                         values_seen: pl.Expr) -> pl.LazyFrame:
-    """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
-    fired = pl.col(FIRED)
-    n = rule.sustain
-    if n > 1:
-        # Evaluations of neighbouring runs touch in the column; the index masks them.
-        fired = (fired.cast(pl.Int32).rolling_sum(n) == n) & (evaluation_index >= n - 1)
-    if rule.min_steps > 0:
-        fired = fired & (values_seen >= rule.min_steps - 1)
-    return evaluations.select(RUN, STEP, fired.alias(FIRED), pl.col("__value").alias(VALUE),
-                              BASELINE, KEY)
+@dataclass(frozen=True)
+class RuleColumns:
+    """The columns one rule adds to the frame of its series: fired, start, value, baseline."""
+
+    rule: Rule
+    position: int  # its place among the rules of the frame, naming its columns
+    term: Term
+
+    def name(self, part: str) -> str:
+        return f"__{part}{self.position}"
+
+    def expressions(self) -> list[pl.Expr]:
+        return [self._fired().alias(self.name("fired")),
+                self.term.value.cast(pl.Float64).alias(self.name("value")),
+                _or_null(self.term.baseline).alias(self.name("baseline"))]
+
+    @property
+    def evaluation_index(self) -> pl.Expr:
+        """0 at the first evaluation of a run: evaluations are consecutive rows from d on."""
+        return pl.col(INDEX) - self.term.defined_from
+
+    def _fired(self) -> pl.Expr:
+        """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
+        holds, e, n = self.term.holds.fill_null(False), self.evaluation_index, self.rule.sustain
+        if n > 1:
+            # Evaluations of neighbouring runs touch in the column; the index masks them.
+            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & (e >= n - 1)
+        else:
+            fired = holds & (e >= 0)
+        if self.rule.min_steps > 0:
+            fired = fired & (pl.col(INDEX) >= self.rule.min_steps - 1)
+        return fired
+
+    def start(self) -> pl.Expr:
+        """Where an episode begins: fired, and not fired at the previous evaluation of the run."""
+        fired, index = pl.col(self.name("fired")), pl.col(INDEX)
+        previous_in_run = (self.evaluation_index >= 1) & (index.shift(1) == index - 1)
+        return fired & ~(previous_in_run & fired.shift(1).fill_null(False))
+
+    def end(self) -> pl.Expr:
+        """Where an episode ends: fired, and not fired at the next evaluation of the run."""
+        fired, index = pl.col(self.name("fired")), pl.col(INDEX)
+        next_in_run = index.shift(-1) == index + 1
+        return fired & ~(next_in_run & fired.shift(-1)).fill_null(False)
+
+    def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """run, step, rule, fired, value at every evaluation of the rule."""
+        return frame.filter(self.evaluation_index >= 0).select(
+            RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).alias(FIRED),
+            pl.col(self.name("value")).alias(VALUE))
 
 
 def _or_null(expr: pl.Expr | None) -> pl.Expr:
     return pl.lit(None, dtype=pl.Float64) if expr is None else expr.cast(pl.Float64)
 
 
-def episodes(evaluations: pl.LazyFrame) -> pl.LazyFrame:
-    """Maximal runs of consecutive firing evaluations (spec §4), one row each."""
-    run_start = pl.col(RUN).ne_missing(pl.col(RUN).shift(1))
-    starts = pl.col(FIRED) & (run_start | ~pl.col(FIRED).shift(1).fill_null(False))
-    return (evaluations
-            .with_columns(starts.alias("__start"))
-            .filter(pl.col(FIRED))
+def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFrame:
+    """rule, run, step, start, index, value, baseline, key where an episode starts or ends.
+
+    Evaluations are consecutive rows of a frame, so an episode is known by its two
+    ends (its length is the difference of their indexes): the frame is read once and
+    only those rows, few, are kept and split by rule.
+    """
+    edges = (frame.with_columns(e for c in columns for e in (c.start().alias(c.name("start")),
+                                                          c.end().alias(c.name("end"))))
+             .filter(pl.any_horizontal(pl.col(c.name(part)) for c in columns for part in ("start", "end"))))
+    return pl.concat([
+        edges.filter(pl.col(c.name("start")) | pl.col(c.name("end"))).select(
+            pl.lit(c.rule.name).alias("rule"), RUN, STEP, pl.col(c.name("start")).alias("__start"), INDEX,
+            pl.col(c.name("value")).alias(VALUE), pl.col(c.name("baseline")).alias(BASELINE), KEY)
+        for c in columns])
+
+
+def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive firing evaluations (spec §4), one row each.
+
+    Each rule's edge rows are in (run, step) order, a start before its end (one row
+    when the episode is a single evaluation), so a running count of starts numbers
+    the episodes.
+    """
+    return (edges
             .with_columns(pl.col("__start").cum_sum().alias("__episode"))
             .group_by("__episode")
-            .agg(pl.col(RUN).first(), pl.col(STEP).first().alias("first_step"),
-                 pl.col(STEP).last().alias("last_step"), pl.len().cast(pl.Int64).alias("n_evals"),
+            .agg(pl.col("rule").first(), pl.col(RUN).first(), pl.col(STEP).first().alias("first_step"),
+                 pl.col(STEP).last().alias("last_step"),
+                 (pl.col(INDEX).last() - pl.col(INDEX).first() + 1).cast(pl.Int64).alias("n_evals"),
                  pl.col(VALUE).first(), pl.col(BASELINE).first(), pl.col(KEY).first().alias("metric"))
             .drop("__episode"))
 
 
-def rule_evaluations(rule: Rule, log: LogFrame, candidates: dict[str, tuple[str, ...]]) -> pl.LazyFrame | None:
-    """The evaluations of one rule over the whole log, or None if a metric it needs never appears."""
-    series = {}
-    for name in (rule.metrics if not rule.condition.is_shorthand else (rule.metric,)):
-        frame = log.raw_series(candidates[name])
-        if frame is None:
-            return None
-        series[name] = frame
-    if rule.condition.is_shorthand:
-        return shorthand_evaluations(rule, series[rule.metric])
-    return expression_evaluations(rule, series)
+def rule_frames(rules: list[tuple[Rule, dict[str, tuple[str, ...]]]], log: LogFrame
+                ) -> list[tuple[pl.LazyFrame, list[RuleColumns]]]:
+    """Frames holding every rule's columns: one per metric series for shorthand rules,
+    one per rule for full expressions. Rules whose metrics never appear are left out."""
+    shorthand_groups: dict[tuple, list[Rule]] = {}
+    frames = []
+    for rule, candidates in rules:
+        if rule.condition.is_shorthand:
+            nonfinite = isinstance(rule.condition.body, ast.NonFinite)
+            shorthand_groups.setdefault((candidates[rule.metric], nonfinite), []).append(rule)
+            continue
+        series = {name: log.raw_series(candidates[name]) for name in rule.metrics}
+        if all(frame is not None for frame in series.values()):
+            frames.append(expression_frame(rule, series))
+    for (keys, nonfinite), group in shorthand_groups.items():
+        series = log.raw_series(keys)
+        if series is not None:
+            frames.append(shorthand_frame(group, series, nonfinite))
+    return frames
