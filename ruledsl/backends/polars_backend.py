@@ -24,6 +24,7 @@ from ..frames import KEY, RUN, STEP, VALUE, LogFrame
 from ..rule import Rule
 
 INDEX = "__i"  # position in the series of the run (spec §2's i)
+CONTINUED, CONTINUES = "__continued", "__continues"  # the row before / after is of the same run
 FIRED = "fired"
 BASELINE = "baseline"
 COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
@@ -121,6 +122,8 @@ class _ShorthandCompiler:
         name = f"__{kind}{w}"
         if kind == "previous_mean":  # m of spike: v of the row before
             self.derived.setdefault(name, self.feature("smoothed").shift(1))
+        elif kind == "baseline":  # B of drop/rise: v at index W-1 carried forward (read from 2W-1 on)
+            self.derived.setdefault(name, pl.when(pl.col(INDEX) == w - 1).then(self.feature("smoothed")).forward_fill())
         elif name not in self.features:
             self.features[name] = window_mean(x, w) if kind == "smoothed" else \
                 x.rolling_max(w) - x.rolling_min(w)
@@ -158,9 +161,7 @@ class _ShorthandCompiler:
         return Term(holds, self.window - 1, v, None)
 
     def _Change(self, node: ast.Change) -> Term:
-        w, v = self.window, self.feature("smoothed")
-        # B = v at index W-1 carried forward; only read from 2W-1 on, so always from this run.
-        baseline = pl.when(pl.col(INDEX) == w - 1).then(v).forward_fill()
+        w, v, baseline = self.window, self.feature("smoothed"), self.feature("baseline")
         fraction = node.percent.value / 100
         moved = (baseline - v) if node.direction == "drop" else (v - baseline)
         holds = (baseline != 0) & (moved / baseline.abs() >= fraction)
@@ -297,9 +298,16 @@ class RuleColumns:
         return f"__{part}{self.position}"
 
     def expressions(self) -> list[pl.Expr]:
-        return [self._fired().alias(self.name("fired")),
-                self.term.value.cast(pl.Float64).alias(self.name("value")),
-                _or_null(self.term.baseline).alias(self.name("baseline"))]
+        """The rule's fired column; value and baseline are row-wise, read only where needed."""
+        return [self._fired().alias(self.name("fired"))]
+
+    @property
+    def value(self) -> pl.Expr:
+        return self.term.value.cast(pl.Float64)
+
+    @property
+    def baseline(self) -> pl.Expr:
+        return _or_null(self.term.baseline)
 
     @property
     def evaluation_index(self) -> pl.Expr:
@@ -319,22 +327,21 @@ class RuleColumns:
         return fired
 
     def start(self) -> pl.Expr:
-        """Where an episode begins: fired, and not fired at the previous evaluation of the run."""
-        fired, index = pl.col(self.name("fired")), pl.col(INDEX)
-        previous_in_run = (self.evaluation_index >= 1) & (index.shift(1) == index - 1)
-        return fired & ~(previous_in_run & fired.shift(1).fill_null(False))
+        """Where an episode begins: fired, and not fired at the previous row of the run
+        (rows before the first evaluation never fire)."""
+        fired = pl.col(self.name("fired"))
+        return fired & ~(fired.shift(1).fill_null(False) & pl.col(CONTINUED))
 
     def end(self) -> pl.Expr:
-        """Where an episode ends: fired, and not fired at the next evaluation of the run."""
-        fired, index = pl.col(self.name("fired")), pl.col(INDEX)
-        next_in_run = index.shift(-1) == index + 1
-        return fired & ~(next_in_run & fired.shift(-1)).fill_null(False)
+        """Where an episode ends: fired, and not fired at the next row of the run."""
+        fired = pl.col(self.name("fired"))
+        return fired & ~(fired.shift(-1).fill_null(False) & pl.col(CONTINUES))
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
         return frame.filter(self.evaluation_index >= 0).select(
             RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).alias(FIRED),
-            pl.col(self.name("value")).alias(VALUE))
+            self.value.alias(VALUE))
 
 
 def _or_null(expr: pl.Expr | None) -> pl.Expr:
@@ -348,13 +355,16 @@ def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFra
     ends (its length is the difference of their indexes): the frame is read once and
     only those rows, few, are kept and split by rule.
     """
+    # Rows are consecutive evaluations of a run while the index goes up by one.
+    frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
+                               (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
     edges = (frame.with_columns(e for c in columns for e in (c.start().alias(c.name("start")),
                                                           c.end().alias(c.name("end"))))
              .filter(pl.any_horizontal(pl.col(c.name(part)) for c in columns for part in ("start", "end"))))
     return pl.concat([
         edges.filter(pl.col(c.name("start")) | pl.col(c.name("end"))).select(
             pl.lit(c.rule.name).alias("rule"), RUN, STEP, pl.col(c.name("start")).alias("__start"), INDEX,
-            pl.col(c.name("value")).alias(VALUE), pl.col(c.name("baseline")).alias(BASELINE), KEY)
+            c.value.alias(VALUE), c.baseline.alias(BASELINE), KEY)
         for c in columns])
 
 
