@@ -1,14 +1,19 @@
-"""The polars backend: a checked rule → a lazy query of its evaluations (spec §2–§4).
+"""The polars backend: checked rules → lazy queries of their evaluations (spec §2–§4).
 
 Every series is kept sorted by (run, step) across the whole archive, and
 window functions run over the whole column at once; a value whose window would
 reach into the previous run is masked by the row's index within its run.
 That is much cheaper than a window per group (`.over("run")`, see
-shared/reference/polars-notes.md), and it is the only trick in this module.
+shared/reference/polars-notes.md).
+
+All shorthand rules on one metric share one frame: its window statistics are
+columns computed once, each rule adds its `fired` column, and episodes are read
+off the rows where one starts or ends (`episode_edges`). A full expression gets
+a frame of its own (its metrics joined on run and step).
 
 One method per node kind, as in sqlglot's generators; shorthand terms and
-full-expression values are separate tables because they read different things
-(a rule's smoothed series vs. named metrics).
+full-expression values are separate compilers because they read different
+things (a rule's own series vs. named metrics).
 """
 
 from __future__ import annotations
@@ -180,7 +185,8 @@ class _ShorthandCompiler:
         return Term(~self.x.is_finite(), 0, self.x, None)
 
 
-def shorthand_frame(rules: list[Rule], series: pl.LazyFrame, nonfinite: bool) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame,
+                    nonfinite: bool) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
     """One frame over a metric's series with the columns of every rule that reads it."""
     if not nonfinite:
         series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
@@ -278,7 +284,8 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
     defined = pl.all_horizontal(pl.col(c).is_not_null() for c in compiler.calls.values()) \
         if compiler.calls else pl.lit(True)
     # Evaluations only, so INDEX counts evaluations (for `for` and min_steps) and d = 0.
-    frame = joined.filter(defined).with_columns(index_in_run().alias(INDEX), pl.lit(None, dtype=pl.String).alias(KEY))
+    frame = joined.filter(defined).with_columns(index_in_run().alias(INDEX),
+                                                pl.lit(None, dtype=pl.String).alias(KEY))
     columns = RuleColumns(rule, 0, Term(fired, 0, value, None))
     return frame.with_columns(columns.expressions()), [columns]
 
