@@ -1,14 +1,20 @@
 """Metric aliases: the name a rule uses → the log keys TRL really writes (spec §2).
 
-A catalog maps an alias to candidate keys per trainer. The rule-files work
-fills it from a data file; the engines only ask `candidates(...)`, whose
-answer starts with the name itself.
+A catalog maps an alias to candidate keys per trainer; the builtin one is the
+data file schemas/metric_catalog.yaml. The engines only ask `candidates(...)`,
+whose answer starts with the name itself.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
+
+import yaml
+
+from .resources import data_dir
 
 ANY_TRAINER = "all"
 
@@ -30,4 +36,18 @@ class Catalog:
         return tuple(dict.fromkeys(keys))
 
 
+    @classmethod
+    def load(cls, path: Path | str) -> "Catalog":
+        """A catalog file: `aliases: {alias: {trainer: [keys…]}}`."""
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return cls(data.get("aliases", {}))
+
+
 EMPTY_CATALOG = Catalog()
+CATALOG_FILE = "metric_catalog.yaml"
+
+
+@functools.cache
+def builtin_catalog() -> Catalog:
+    """The catalog shipped with ruledsl (schemas/metric_catalog.yaml)."""
+    return Catalog.load(data_dir("schemas") / CATALOG_FILE)

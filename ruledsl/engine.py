@@ -15,7 +15,7 @@ import polars as pl
 
 from . import ast
 from .backends import polars_backend as backend
-from .catalog import EMPTY_CATALOG, Catalog
+from .catalog import Catalog, builtin_catalog
 from .frames import RUN, STEP, VALUE, LogFrame, to_log_frame
 from .rule import Rule, rule_from_inline
 
@@ -52,10 +52,11 @@ def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = 
 
     Disabled rules and rules for other trainers are left out; `trainer=None`
     (unknown) keeps every enabled rule (spec §8). Duplicate names are an error.
+    Metric aliases resolve through `catalog` (default: the builtin metric catalog).
     """
     if isinstance(rules, RuleSet):
         return rules
-    catalog = catalog or EMPTY_CATALOG
+    catalog = catalog if catalog is not None else builtin_catalog()
     compiled: list[CompiledRule] = []
     seen: dict[str, Rule] = {}
     for item in rules:

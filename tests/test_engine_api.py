@@ -154,3 +154,16 @@ def test_alias_resolution_in_long_form():
 def test_bad_frames_get_a_frame_error(frame, words):
     with pytest.raises(FrameError, match=words):
         ruledsl.audit(frame, [RULE])
+
+
+def test_the_builtin_catalog_resolves_an_alias_to_the_key_trl_logs():
+    """A rule in the earlier tool's format names `importance_sampling_ratio`; TRL's GRPO logs
+    `sampling/importance_sampling_ratio/mean` (trl_metrics.yaml, aliases)."""
+    rule = {"name": "is_ratio", "trainers": ["grpo", "ppo"], "metric": "importance_sampling_ratio",
+            "condition": "< 0.5", "severity": "high", "message": "{metric} at {value:.2f}"}
+    frame = pl.DataFrame({"step": [1, 2, 3], "sampling/importance_sampling_ratio/mean": [0.98, 0.3, 0.2]})
+    for trainer in ("grpo", None):
+        records = ruledsl.audit(frame, [rule], trainer=trainer)
+        assert records[["metric", "first_step", "message"]].rows() == [
+            ("sampling/importance_sampling_ratio/mean", 2, "sampling/importance_sampling_ratio/mean at 0.30")]
+    assert ruledsl.audit(frame, [rule], catalog=Catalog()).is_empty()  # no catalog: no alias
