@@ -14,7 +14,10 @@ What it does, in one process (plus child processes for the memory figures):
 3. times `ruledsl.audit` (the product: episode records) and
    `ruledsl.evaluate(lazy=True)` reduced to fired counts per rule;
 4. times a hand-written polars query for the same booleans (spec §3) reduced to
-   fired counts and episode counts per rule, and checks that both agree;
+   fired counts and episode counts per rule, twice: with `rolling_mean` (polars'
+   sliding kernel, the fastest) and with exact left-to-right window means (the
+   same bits as ruledsl); checks that the exact one agrees with the compiled
+   path rule by rule;
 5. times the plain-Python reference evaluator (tests/reference_evaluator.py) on
    a sample of runs and scales it linearly to the whole archive;
 6. measures the peak RSS increase of the compiled audit in a fresh process;
@@ -172,14 +175,33 @@ def index_in_run(run: pl.Series) -> pl.Series:
     return pl.Series("__i", np.arange(len(run), dtype=np.int64) - starts)
 
 
+EXACT_BLOCK = 1 << 15  # rows per block: the W slices added stay in the CPU cache
+
+
+def _exact_window_means(s: pl.Series) -> pl.Series:
+    """x_(i-W+1) + … + x_i added left to right, then divided by W (numpy's `/` is correctly rounded),
+    over the whole column; NaN in the first W-1 rows (masked by the index like every row whose
+    window reaches into the previous run)."""
+    x = s.to_numpy()
+    n = len(x)
+    out = np.empty(n)
+    out[:W - 1] = np.nan
+    for a in range(W - 1, n, EXACT_BLOCK):
+        b = min(n, a + EXACT_BLOCK)
+        acc = out[a:b]
+        np.copyto(acc, x[a - W + 1:b - W + 1])
+        for k in range(1, W):
+            acc += x[a - W + 1 + k:b - W + 1 + k]
+        acc /= W
+    return pl.Series(s.name, out)
+
+
 def exact_window_mean(x: pl.Expr) -> pl.Expr:
-    """The window mean as the spec's engines define it, written by hand: x_(i-W+1) + … + x_i
-    added left to right, divided correctly rounded (a full-length divisor: polars divides by a
-    scalar through its reciprocal). The same bits as ruledsl and the reference, at any row."""
-    total = x.shift(W - 1)
-    for k in range(W - 2, -1, -1):
-        total = total + x.shift(k)
-    return total / (pl.col("__i") * 0 + W).cast(pl.Float64)
+    """The window mean as the spec's engines define it, written by hand: the same bits as
+    ruledsl and the reference at any row (the sum left to right, a correctly rounded
+    division; polars divides by a scalar through its reciprocal). numpy adds the W shifted
+    slices block by block in place: measured faster here than a chain of W polars shifts."""
+    return x.map_batches(_exact_window_means, return_dtype=pl.Float64)
 
 
 def hand_written_exact(df: pl.DataFrame, metrics: list[str]) -> tuple[dict[str, int], dict[str, int]]:
@@ -441,27 +463,32 @@ def main() -> None:
         lambda: hand_written_exact(df, metrics), args.repeat, "hand exact")
     print(f"hand-written polars, exact means: {exact_seconds:.2f} s (cpu {exact_cpu:.2f} s); "
           f"{others('hand exact')}", flush=True)
-    if (exact_fired, exact_episodes) != (hand_fired, hand_episodes):
-        print("note: exact and rolling_mean hand-written answers differ on this archive", flush=True)
 
-    # The comparison is honest only if both compute the same thing.
+    # The comparison is honest only if both compute the same thing. The compiled path must
+    # match the exact hand-written query bit for bit; the rolling_mean one differs only if a
+    # mean lands within rounding of a threshold (then its ratio compares near-identical work).
     per_rule = audit.group_by("rule").agg(pl.len().alias("episodes"), pl.col("n_evals").sum().alias("fired"))
     audit_episodes = {r["name"]: 0 for r in rules} | dict(per_rule.select("rule", "episodes").iter_rows())
     audit_fired = {r["name"]: 0 for r in rules} | dict(per_rule.select("rule", "fired").iter_rows())
-    problems = [f"{name}: fired hand {hand_fired[name]} / audit {audit_fired[name]} / evaluate "
-                f"{evaluate_fired[name]}; episodes hand {hand_episodes[name]} / audit {audit_episodes[name]}"
-                for name in hand_fired
-                if not (hand_fired[name] == audit_fired[name] == evaluate_fired[name]
-                        and hand_episodes[name] == audit_episodes[name])]
+    problems = [f"{name}: fired exact hand {exact_fired[name]} / audit {audit_fired[name]} / evaluate "
+                f"{evaluate_fired[name]}; episodes exact hand {exact_episodes[name]} / audit {audit_episodes[name]}"
+                for name in exact_fired
+                if not (exact_fired[name] == audit_fired[name] == evaluate_fired[name]
+                        and exact_episodes[name] == audit_episodes[name])]
     if problems:  # the comparison is void; measure the rest, then exit 2 (a bug, not a missed goal)
         print(f"DISAGREEMENT between compiled and hand-written on {len(problems)} rule(s):\n  "
               + "\n  ".join(problems), flush=True)
-    total_fired, total_episodes = sum(hand_fired.values()), sum(hand_episodes.values())
+    rounding = [name for name in exact_fired
+                if (hand_fired[name], hand_episodes[name]) != (exact_fired[name], exact_episodes[name])]
+    if rounding:
+        print(f"note: the rolling_mean hand-written query differs from the exact one on {len(rounding)} "
+              f"rule(s) (means within rounding of a threshold): {', '.join(rounding[:5])}", flush=True)
+    total_fired, total_episodes = sum(exact_fired.values()), sum(exact_episodes.values())
     print(f"agreement: fired counts and episode counts {'DIFFER' if problems else 'equal'} for "
           f"{len(problems) or 'all'} of {len(rules)} rules "
           f"({total_fired:,} firing evaluations, {total_episodes:,} episodes; "
           f"by kind: " + ", ".join(
-              f"{kind} {sum(v for k, v in hand_episodes.items() if k.startswith(kind)):,}"
+              f"{kind} {sum(v for k, v in exact_episodes.items() if k.startswith(kind)):,}"
               for kind in ("low", "drop", "spike")) + " episodes)", flush=True)
 
     # The plain-Python reference on a sample, scaled linearly by rows.
