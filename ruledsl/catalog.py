@@ -43,7 +43,6 @@ class Catalog:
         return cls(data.get("aliases", {}))
 
 
-EMPTY_CATALOG = Catalog()
 CATALOG_FILE = "metric_catalog.yaml"
 
 

@@ -33,19 +33,6 @@ class Span:
         end_column = end - (text.rfind("\n", 0, end) + 1) + 1
         return cls(line, column, end_line, end_column, offset, end)
 
-    def shifted(self, line_offset: int, column_offset: int, offset: int = 0) -> "Span":
-        """This span moved into an enclosing text (a condition inside a YAML file)."""
-        first_line_shift = column_offset if self.line == 1 else 0
-        last_line_shift = column_offset if self.end_line == 1 else 0
-        return Span(
-            self.line + line_offset,
-            self.column + first_line_shift,
-            self.end_line + line_offset,
-            self.end_column + last_line_shift,
-            self.start + offset,
-            self.end + offset,
-        )
-
 
 @dataclass(frozen=True)
 class Diagnostic:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ast
-from .checker import check_condition, shorthand_reading  # noqa: F401
+from .checker import check_condition, shorthand_reading
 from .errors import Diagnostic, RuleSyntaxError, Span
 from .parser import parse_condition_tree, parse_inline_tree
 from .templates import Template, parse_template
