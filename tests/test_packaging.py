@@ -56,3 +56,13 @@ def test_the_console_script_runs_from_the_wheel(fresh_install, tmp_path):
                              "--format", "json"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert {r["rule"] for r in json.loads(result.stdout)} >= {"loss_nonfinite", "grad_norm_nonfinite"}
+
+
+def test_lint_and_test_of_the_packaged_library(fresh_install, tmp_path):
+    """The schema, the metric catalog and the rules' test cases are all found inside the wheel."""
+    python, env = fresh_install
+    lint = subprocess.run([python.parent / "ruledsl", "lint", "--strict"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert lint.returncode == 0 and "no problems" in lint.stdout, lint.stdout + lint.stderr
+    tests = subprocess.run([python.parent / "ruledsl", "test"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert tests.returncode == 0 and tests.stdout.splitlines()[-1].endswith("passed, 0 failed"), tests.stdout

@@ -1,0 +1,73 @@
+"""`ruledsl explain`: a rule in plain words, its log keys per trainer, its compiled polars query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+
+from ..errors import RuleSyntaxError
+from ..explain import compiled_plan, meaning, resolved_keys
+from ..loader import RuleLoadError, load_rules, read_rule_file
+from ..rule import Rule, rule_from_inline
+from .app import app, fail
+
+
+@app.command()
+def explain(
+    rule_or_file: str = typer.Argument(..., help="A builtin rule's name, a rule file, or an inline alert "
+                                       "(\"grpo: importance_sampling_ratio < 0.5 -> high: collapsed\")."),
+    trainer: Optional[str] = typer.Option(None, "--trainer", help="Compile for this trainer (default: the "
+                                          "rule's first trainer)."),
+    no_plan: bool = typer.Option(False, "--no-plan", help="Leave out the compiled polars query."),
+) -> None:
+    """Show what a rule means, which log keys it reads, and the polars query it compiles to.
+
+    \b
+    Examples:
+      ruledsl explain dpo_loss_stuck_ln2
+      ruledsl explain rules/grpo/grpo_is_ratio_collapse.yaml
+      ruledsl explain "dpo: loss > 0.6 for 3 steps -> low: still high"
+    """
+    rule = _find(rule_or_file)
+    lines = [f"rule {rule.name}  [{rule.severity}]  trainers: {', '.join(rule.trainers)}",
+             f"  condition: {rule.condition.source}" + (f"   (metric: {rule.metric}, window: {rule.window})"
+                                                        if rule.condition.is_shorthand else ""),
+             f"  message:   {rule.message.source}", "", meaning(rule)]
+    if rule.description:
+        lines += ["", " ".join(rule.description.split())]
+    lines += ["", "Log keys tried, in order (the first one that appears in a run is used):"]
+    for trainer_id, per_metric in resolved_keys(rule).items():
+        shown = "; ".join(f"{m} → {', '.join(keys)}" for m, keys in per_metric.items())
+        lines.append(f"  {trainer_id:<24} {shown}")
+    if not no_plan:
+        target = trainer or (None if rule.applies_to_all else rule.trainers[0])
+        lines += ["", f"Compiled polars query (trainer {target or 'unknown'}):", compiled_plan(rule, target)]
+    typer.echo("\n".join(lines))
+
+
+def _find(text: str) -> Rule:
+    if "->" in text:
+        try:
+            return rule_from_inline(text)
+        except RuleSyntaxError as exc:
+            fail(f"the inline alert cannot be read:\n{exc}")
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        rule_file = read_rule_file(path)
+        if rule_file.rule is None:
+            fail("\n".join(["the rule file has problems (see `ruledsl lint`):", *map(str, rule_file.problems)]))
+        return rule_file.rule
+    try:
+        by_name = {r.name: r for r in load_rules(trainer=None)}
+    except (RuleLoadError, yaml.YAMLError) as exc:
+        fail(str(exc))
+    if text not in by_name:
+        import difflib
+
+        close = difflib.get_close_matches(text, list(by_name), n=3)
+        fail(f"no builtin rule named {text!r}" + (f"; did you mean {', '.join(close)}?" if close else
+                                                   " (give a file path or an inline alert)"))
+    return by_name[text]

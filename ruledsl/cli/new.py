@@ -1,0 +1,70 @@
+"""`ruledsl new`: scaffold a rule file, with test cases, where the library expects it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import RuleValidationError
+from ..loader import read_rule_file
+from ..resources import data_dir
+from ..rule import SEVERITIES, Rule
+from ..scaffold import scaffold
+from .app import app, fail
+
+
+@app.command()
+def new(
+    name: str = typer.Argument(..., help="The rule name: lower case letters, digits and _."),
+    trainer: List[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all."),
+    condition: str = typer.Option(..., "--condition", "-c", help="e.g. \"< 0.5\", \"drop(50%)\", "
+                                  "\"mean(loss, 20) > 2 * baseline(loss, 20)\"."),
+    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="The log key or alias a shorthand "
+                                         "condition applies to."),
+    severity: str = typer.Option("medium", "--severity", "-s", help=f"One of {', '.join(SEVERITIES)}."),
+    message: Optional[str] = typer.Option(None, "--message", help="Alert text; {value:.3f}, {step}, … "
+                                          "Default: a plain sentence naming the rule."),
+    window: int = typer.Option(1, "--window", "-w", min=1, help="Smoothing window of a shorthand condition."),
+    rules_dir: Path = typer.Option(Path("rules"), "--dir", help="The rule directory; the file goes to "
+                                   "DIR/<first trainer>/NAME.yaml."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a new rule file with a schema line for editors and test cases that pass.
+
+    The test cases are found by running the rule on series built from its own
+    numbers; edit them into the story the rule tells. Then run
+    `ruledsl lint` and `ruledsl test` on the file.
+
+    \b
+    Example:
+      ruledsl new grpo_reward_flat -t grpo -m reward -c "flat(0.001)" -w 10 -s high
+    """
+    fields = {"name": name, "trainers": trainer, "condition": condition, "severity": severity,
+              "message": message or _default_message(name, metric)}
+    if metric is not None:
+        fields |= {"metric": metric, "window": window}
+    try:
+        rule = Rule.from_dict(fields)
+    except RuleValidationError as exc:
+        fail(str(exc))
+    folder = "common" if rule.applies_to_all else rule.trainers[0]
+    path = rules_dir / folder / f"{name}.yaml"
+    if path.exists() and not force:
+        fail(f"{path} exists (use --force to overwrite it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    schema = Path(os.path.relpath(data_dir("schemas") / "rule.schema.json", path.parent)).as_posix()
+    path.write_text(scaffold(rule, schema), encoding="utf-8")
+    problems = read_rule_file(path).problems
+    typer.echo(f"wrote {path}")
+    for problem in problems:  # never expected: the scaffold is built from a rule that validated
+        typer.echo(f"warning: {problem}", err=True)
+    typer.echo("next: fill in description and reference, edit the TODO test cases, then\n"
+               f"  ruledsl lint {path}\n  ruledsl test {path}")
+
+
+def _default_message(name: str, metric: str | None) -> str:
+    subject = "{metric}" if metric is not None else "value"
+    return f"{name} at step {{step}}: {subject} = {{value:.4g}}"

@@ -1,0 +1,91 @@
+"""Every diagnostic code ruledsl can report, with what it means and how to fix it.
+
+One table, so the linter's `--list-codes`, the SARIF rule descriptions and
+docs/lint.md say the same thing; a test checks that every code used anywhere in
+the package is listed here. Codes are stable: a code's meaning never changes.
+
+E0xx rule files, E1xx conditions, E2xx message templates, E3xx rule fields
+(the Python API), E4xx rule tests, Wxxx lint warnings (errors with `--strict`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    title: str
+    explanation: str
+
+    @property
+    def severity(self) -> str:
+        return "warning" if self.code.startswith("W") else "error"
+
+
+_TABLE = [
+    Code("E001", "unreadable file", "The rule file cannot be read (missing, a directory, not UTF-8)."),
+    Code("E002", "invalid YAML", "The file is not YAML that ruledsl accepts: a syntax error, several documents in "
+         "one file, or a tag such as `!!python/object` (rule files are data; nothing in them is executed)."),
+    Code("E003", "duplicate rule name", "Two rules share a `name`; names must be unique across the rule set "
+         "that is loaded together (including the builtin library unless `--no-builtin`)."),
+    Code("E004", "duplicate key", "A key appears twice in one mapping. YAML keeps only the last value, so the "
+         "first one would be lost without a word."),
+    Code("E010", "schema violation", "The file does not match schemas/rule.schema.json: a required field is "
+         "missing, a field is unknown (extension keys start with `x-`), or a value has the wrong type or range."),
+    Code("E020", "unknown trainer", "A trainer id in `trainers` is not one TRL has (spec §8): the rule would never "
+         "run for the trainer you meant. Use TRL's module name (`grpo`, `dpo`, `sft`, …) or `all`."),
+    Code("E101", "condition syntax", "The condition cannot be read at this place: the message names what was "
+         "expected and what was found."),
+    Code("E102", "unknown function", "A function that the language does not have; the known ones are "
+         "mean, min, max, std, sum, delta, baseline, abs."),
+    Code("E103", "wrong operand", "A value where a comparison is needed (`loss` alone), a comparison where a "
+         "value is needed, or a function argument of the wrong kind."),
+    Code("E104", "bad window or count", "A window, `delta` distance or `for N steps` that is not a whole "
+         "number of at least 1."),
+    Code("E105", "bad number", "A number that does not fit its place: `range(a, b)` with a > b, a percentage "
+         "outside drop()/rise(), a multiplier outside spike(), a non-positive percentage or factor, a negative "
+         "flat() tolerance, or a number too large."),
+    Code("E106", "too deeply nested", "The condition nests deeper than 64 levels."),
+    Code("E107", "too long", "The text is longer than the limit (4096 characters)."),
+    Code("E108", "mixed styles", "A shorthand (`< 0.5`, `drop(50%)`) mixed with comparisons that name metrics, "
+         "or a shorthand written after a metric name in a rule file (give the metric in `metric:`)."),
+    Code("E109", "nonfinite combined", "`nonfinite` stands alone; it cannot be combined with `and`/`or`/`not`."),
+    Code("E201", "bad template", "The message template has an unknown field, a bad format spec, or braces "
+         "that do not pair. Fields: value, metric, step, run, name, severity, trainer, window, threshold, "
+         "baseline; specs: the numeric mini-language (`.3f`, `.1%`, `.2e`, `,`)."),
+    Code("E301", "bad field value", "A rule field (Python API) has the wrong type or value."),
+    Code("E302", "missing field", "A required field is missing, or a shorthand condition has no `metric`."),
+    Code("E303", "unknown field", "A field that rules do not have (Python API); extension keys start with `x-`."),
+    Code("E304", "bad integer", "`window`, `min_steps` or `for` is not a whole number in range."),
+    Code("E305", "for given twice", "Both the `for` field and `for N steps` in the condition are given."),
+    Code("E401", "test case fails", "A case in the rule's `tests:` does not give the expected episodes on the "
+         "batch or the incremental engine."),
+    Code("E402", "bad test case", "A case in `tests:` cannot be run: `steps` and the series differ in length, "
+         "steps are not increasing, or the case names no metric the rule reads."),
+    Code("W001", "unknown metric", "The metric is not an alias and not a key that the rule's trainers log "
+         "according to the metric catalog (schemas/metric_catalog.yaml). It may be your own metric, or a name "
+         "from another TRL version; the rule then never fires. The hint suggests close names."),
+    Code("W002", "exact comparison", "`==` or `!=` compares floating-point means exactly; prefer "
+         "`range(a, b)` or `outside(a, b)`."),
+    Code("W003", "min_steps has no effect", "`min_steps` is not more than the number of values the condition "
+         "needs before it can fire anyway, so it suppresses nothing."),
+    Code("W004", "window ignored", "`window` smooths shorthand conditions only; a full expression takes its "
+         "windows from its functions (`mean(loss, 20)`)."),
+    Code("W005", "template field renders n/a", "The message uses a field that does not apply to this rule "
+         "(`baseline` outside drop/rise/spike, `window` or `threshold` of a full expression); it renders `n/a`."),
+]
+
+CODES: dict[str, Code] = {c.code: c for c in _TABLE}
+
+
+def describe(code: str) -> Code:
+    return CODES.get(code, Code(code, "unlisted", ""))
+
+
+def markdown_table() -> str:
+    """The codes as the Markdown table of docs/lint.md."""
+    rows = ["| code | severity | title | meaning |", "|---|---|---|---|"]
+    rows += [f"| {c.code} | {c.severity} | {c.title} | {c.explanation} |" for c in _TABLE]
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,70 @@
+"""`ruledsl lint`: every problem in a set of rule files, in one pass.
+
+Each file is read like the loader reads it (YAML with positions → schema →
+rule model); a file that loads is then checked (ruledsl/lint/checks.py), and a
+final pass over all files finds duplicate names. One bad file never hides the
+problems of another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..catalog import Catalog, builtin_catalog
+from ..loader import FileProblem, RuleFile, builtin_rules_dir, discover, duplicate_name, read_rule_file
+from .checks import CHECKS, LintContext
+
+
+@dataclass
+class LintReport:
+    files: list[RuleFile] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[FileProblem]:
+        return [p for p in self.problems if p.diagnostic.severity == "error"]
+
+    @property
+    def warnings(self) -> list[FileProblem]:
+        return [p for p in self.problems if p.diagnostic.severity == "warning"]
+
+
+def lint(paths: Iterable[Path | str], *, catalog: Catalog | None = None, against_builtin: bool = True,
+         run_tests: bool = True) -> LintReport:
+    """Lint the rule files under `paths`; `against_builtin` also reports names the builtin library uses."""
+    context = LintContext(catalog if catalog is not None else builtin_catalog(), run_tests)
+    report = LintReport(files=[read_rule_file(path) for path in discover(paths)])
+    for rule_file in report.files:
+        report.problems.extend(rule_file.problems)
+        if rule_file.rule is not None:
+            for run_check in CHECKS:
+                report.problems.extend(rule_file.problem_at(d) for d in run_check(rule_file, context))
+    report.problems.extend(_duplicate_names(report.files, against_builtin))
+    report.problems.sort(key=_order)
+    return report
+
+
+def _duplicate_names(files: list[RuleFile], against_builtin: bool) -> list[FileProblem]:
+    first_use: dict[str, Path] = {}
+    linted = {f.path.resolve() for f in files}
+    if against_builtin:
+        for builtin in map(read_rule_file, discover([builtin_rules_dir()])):
+            if builtin.rule is not None and builtin.path.resolve() not in linted:
+                first_use.setdefault(builtin.rule.name, builtin.path)
+    problems = []
+    for rule_file in files:
+        if rule_file.rule is None:
+            continue
+        name = rule_file.rule.name
+        if name in first_use:
+            problems.append(duplicate_name(rule_file, first_use[name]))
+        else:
+            first_use[name] = rule_file.path
+    return problems
+
+
+def _order(problem: FileProblem) -> tuple:
+    span = problem.diagnostic.span
+    return (str(problem.path), span.line if span else 0, span.column if span else 0, problem.diagnostic.code)

@@ -1,0 +1,159 @@
+"""The linter's checks of one rule file, each a small function with its code.
+
+A check sees a rule file that loaded cleanly (its `Rule` and its YAML with
+positions) and yields diagnostics placed in the file. Checks never raise for a
+problem in the rule; they report it. Codes and their meaning: ruledsl/codes.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from .. import ast
+from ..catalog import ANY_TRAINER, Catalog
+from ..engine import threshold_of
+from ..errors import Diagnostic, Span
+from ..loader import RuleFile
+from ..rule import TRAINER_SYNONYMS
+from ..rule_tests import run_rule_tests
+
+
+@dataclass(frozen=True)
+class LintContext:
+    catalog: Catalog
+    run_tests: bool = True
+
+
+Check = Callable[[RuleFile, LintContext], Iterator[Diagnostic]]
+CHECKS: list[Check] = []
+
+
+def check(function: Check) -> Check:
+    CHECKS.append(function)
+    return function
+
+
+def _in_condition(rule_file: RuleFile, span: Span) -> Span:
+    return rule_file.document.span_in_string(("condition",), span)
+
+
+@check
+def unknown_trainers(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    written = rule_file.document.data.get("trainers") or []
+    known = context.catalog.trainer_ids
+    for index, trainer in enumerate(written if isinstance(written, list) else [written]):
+        if TRAINER_SYNONYMS.get(trainer, trainer) == ANY_TRAINER or trainer in known:
+            continue
+        close = _closest(trainer, sorted(known))
+        hint = f"did you mean '{close}'?" if close else "use TRL's module name of the trainer, or all"
+        yield Diagnostic("E020", f"'{trainer}' is not a TRL trainer id", rule_file.document.span_of(
+            ("trainers", index)), hint=hint, field="trainers")
+
+
+@check
+def unknown_metrics(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    rule = rule_file.rule
+    trainers = [] if rule.applies_to_all else list(rule.trainers)
+    for name, span in _metric_places(rule_file):
+        if context.catalog.is_known(name, trainers):
+            continue
+        close = context.catalog.suggestions(name, trainers)
+        by_whom = "any TRL trainer" if not trainers else ", ".join(trainers)
+        what = "an alias with no key" if name in context.catalog.aliases else "not a key"
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else \
+            "if it is a metric of your own, ignore this; otherwise check the key in your logs"
+        yield Diagnostic("W001", f"'{name}' is {what} logged by {by_whom}, according to the metric catalog",
+                         span, hint=hint, severity="warning", field="metric")
+
+
+def _metric_places(rule_file: RuleFile) -> Iterator[tuple[str, Span]]:
+    rule = rule_file.rule
+    if rule.condition.is_shorthand:
+        yield rule.metric, rule_file.document.span_of(("metric",))
+        return
+    seen = set()
+    for node in ast.walk(rule.condition.body):
+        if isinstance(node, ast.MetricRef) and node.name not in seen:
+            seen.add(node.name)
+            yield node.name, _in_condition(rule_file, node.span)
+
+
+@check
+def exact_comparisons(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    for node in ast.walk(rule_file.rule.condition.body):
+        if isinstance(node, (ast.Comparison, ast.ShorthandCompare)) and node.op in ("==", "!="):
+            yield Diagnostic("W002", f"'{node.op}' compares a floating-point value exactly",
+                             _in_condition(rule_file, node.span), severity="warning", field="condition",
+                             hint="use range(a, b) (or outside(a, b)) with a small tolerance")
+
+
+@check
+def ineffective_min_steps(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    rule = rule_file.rule
+    needed = values_needed(rule.condition, rule.window) + rule.sustain - 1
+    if 0 < rule.min_steps <= needed:
+        yield Diagnostic("W003", f"min_steps {rule.min_steps} suppresses nothing: the condition needs {needed} "
+                         f"values before it can fire anyway", rule_file.document.span_of(("min_steps",)),
+                         severity="warning", field="min_steps",
+                         hint=f"remove it, or raise it above {needed} to wait longer")
+
+
+def values_needed(condition: ast.Condition, window: int) -> int:
+    """How many values (evaluations, for full expressions) the first evaluation needs (spec §3)."""
+    if not condition.is_shorthand:
+        return 1
+    first_index = {ast.Change: 2 * window - 1, ast.Spike: window, ast.NonFinite: 0}
+    return 1 + max(first_index.get(type(term), window - 1) for term in ast.leaves(condition.body))
+
+
+@check
+def ignored_window(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    if not rule_file.rule.condition.is_shorthand and "window" in rule_file.document.data:
+        yield Diagnostic("W004", "`window` is ignored: the condition is a full expression",
+                         rule_file.document.span_of(("window",)), severity="warning", field="window",
+                         hint="give windows to its functions, e.g. mean(loss, 20), and remove `window`")
+
+
+@check
+def fields_rendering_na(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    rule = rule_file.rule
+    for field_ref in rule.message.parts:
+        if isinstance(field_ref, str):
+            continue
+        reason = _why_na(field_ref.name, rule.condition)
+        if reason:
+            span = rule_file.document.span_in_string(("message",), field_ref.span)
+            yield Diagnostic("W005", f"{{{field_ref.name}}} always renders 'n/a' here: {reason}", span,
+                             severity="warning", field="message", hint="remove the field from the message")
+
+
+def _why_na(name: str, condition: ast.Condition) -> str | None:
+    first = ast.leaves(condition.body)[0]
+    if name == "baseline" and not isinstance(first, (ast.Change, ast.Spike)):
+        return "only drop(), rise() and spike() have a baseline"
+    if name == "window" and not condition.is_shorthand:
+        return "a full expression has no rule window"
+    if name == "threshold" and threshold_of(condition) is None:
+        return "the first comparison has no number on its right"
+    return None
+
+
+@check
+def failing_tests(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+    if not context.run_tests:
+        return
+    for result in run_rule_tests(rule_file.rule, context.catalog):
+        span = rule_file.document.span_of(("tests", result.index))
+        if result.error:
+            yield Diagnostic("E402", f"test case '{result.name}' cannot run: {result.error}", span, field="tests")
+        for failure in result.failures:
+            yield Diagnostic("E401", f"test case '{result.name}' fails on the {failure}", span, field="tests",
+                             hint="run `ruledsl test` on this file for details")
+
+
+def _closest(word: str, candidates: list[str]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None

@@ -1,0 +1,150 @@
+"""`ruledsl test`, `ruledsl new` and `ruledsl explain` through the real command."""
+
+import json
+
+import yaml
+
+from cli_run import ROOT, ruledsl
+
+RULE = """\
+name: sft_loss_high
+trainers: [sft]
+metric: loss
+condition: "> 2"
+window: 2
+severity: medium
+message: "loss {value:.2f} at step {step}"
+tests:
+  - name: fires on a high loss
+    series: {loss: [1.0, 3.0, 3.0, 3.0, 1.0]}
+    expect: [{first_step: 2, last_step: 3, message: "loss 3.00 at step 2"}]
+  - name: silent on a low loss
+    series: {loss: [1.0, 1.0, 1.0]}
+    expect: []
+"""
+
+
+def test_the_builtin_library_passes_its_tests():
+    result = ruledsl("test")
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1] == "41 passed, 0 failed"
+    assert "engines: batch" in result.stdout
+
+
+def test_passing_and_failing_cases(tmp_path):
+    (tmp_path / "good.yaml").write_text(RULE)
+    result = ruledsl("test", "good.yaml", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "2 passed, 0 failed"
+    assert "good.yaml .." in result.stdout
+
+    wrong = RULE.replace("first_step: 2, last_step: 3", "first_step: 1, last_step: 3").replace(
+        "silent on a low loss", "silent on a high loss").replace("[1.0, 1.0, 1.0]", "[3.0, 3.0, 3.0]")
+    (tmp_path / "bad.yaml").write_text(wrong.replace("sft_loss_high", "sft_loss_high_2"))
+    result = ruledsl("test", "-v", ".", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == "2 passed, 2 failed"
+    assert "=== FAILURES ===" in result.stdout
+    assert "expected episodes starting at steps [1], got [2]" in result.stdout
+    assert "expected episodes starting at steps [], got [1] (step 1–2: loss 3.00 at step 1)" in result.stdout
+    assert "bad.yaml :: silent on a high loss FAILED" in result.stdout
+
+
+def test_a_wrong_message_or_last_step_fails(tmp_path):
+    (tmp_path / "r.yaml").write_text(RULE.replace('"loss 3.00 at step 2"', '"loss 3.0 at step 2"'))
+    result = ruledsl("test", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "expected message 'loss 3.0 at step 2', got 'loss 3.00 at step 2'" in result.stdout
+
+
+def test_steps_nonfinite_and_missing_values(tmp_path):
+    rule = RULE.replace('condition: "> 2"', "condition: nonfinite").replace("window: 2\n", "").split("tests:")[0]
+    rule += """tests:
+  - series: {loss: [1.0, null, "nan", 2.0, "-inf"]}
+    steps: [10, 20, 30, 40, 50]
+    expect: [{first_step: 30, last_step: 30}, {first_step: 50}]
+"""
+    (tmp_path / "r.yaml").write_text(rule)
+    result = ruledsl("test", "r.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_unloadable_files_and_untested_rules_are_reported(tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: [\n")
+    (tmp_path / "untested.yaml").write_text(RULE.split("tests:")[0])
+    result = ruledsl("test", ".", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "broken.yaml: cannot be loaded" in result.stdout and "[E002]" in result.stdout
+    assert "no tests: sft_loss_high" in result.stdout
+    assert result.stdout.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_new_scaffolds_a_rule_that_lints_and_passes(tmp_path):
+    result = ruledsl("new", "grpo_reward_flat", "-t", "grpo", "-m", "reward", "-c", "flat(0.001)", "-w", "4",
+                     "-s", "high", "--dir", "rules", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "rules" / "grpo" / "grpo_reward_flat.yaml"
+    text = path.read_text()
+    assert text.startswith("# yaml-language-server: $schema=")
+    schema = (path.parent / text.splitlines()[0].split("$schema=")[1]).resolve()
+    assert json.loads(schema.read_text())["$id"].endswith("rule.schema.json")
+    cases = yaml.safe_load(text)["tests"]
+    assert [bool(c["expect"]) for c in cases] == [True, False]  # one firing, one silent case
+    assert ruledsl("lint", str(path), cwd=tmp_path).returncode == 0
+    assert ruledsl("test", str(path), cwd=tmp_path).stdout.splitlines()[-1] == "2 passed, 0 failed"
+    again = ruledsl("new", "grpo_reward_flat", "-t", "grpo", "-m", "reward", "-c", "flat(0.001)", cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_new_refuses_a_bad_rule_with_its_position(tmp_path):
+    result = ruledsl("new", "x", "-t", "grpo", "-m", "reward", "-c", "< 0.5 andd", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "condition (column 7)" in result.stderr and "andd" in result.stderr
+    assert not (tmp_path / "rules").exists()
+
+
+def test_new_full_expression(tmp_path):
+    result = ruledsl("new", "dpo_loss_up", "-t", "dpo", "-c", "mean(loss, 3) > 2 * baseline(loss, 3)",
+                     "--dir", "r", cwd=tmp_path)
+    assert result.returncode == 0
+    document = yaml.safe_load((tmp_path / "r" / "dpo" / "dpo_loss_up.yaml").read_text())
+    assert "metric" not in document and "{metric}" not in document["message"]
+    assert ruledsl("test", "r", cwd=tmp_path).returncode == 0
+
+
+def test_explain_a_builtin_rule():
+    result = ruledsl("explain", "dpo_loss_stuck_ln2")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "Fires when the mean of the last 5 values of loss is between 0.68 and 0.71 (inclusive) at 50 " \
+           "consecutive evaluations." in text
+    assert "dpo loss → loss" in text
+    assert "Compiled polars query (trainer dpo):" in text and 'col("key").is_in' in text
+
+
+def test_explain_resolves_aliases_per_trainer_for_a_file_and_an_inline_alert(tmp_path):
+    (tmp_path / "r.yaml").write_text(RULE.replace("trainers: [sft]", "trainers: [grpo, rloo]").replace(
+        "metric: loss", "metric: completion_length"))
+    result = ruledsl("explain", "r.yaml", "--no-plan", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "grpo                     completion_length → completion_length, completions/mean_length" in result.stdout
+    assert "WITH_COLUMNS" not in result.stdout
+    inline = ruledsl("explain", "grpo: importance_sampling_ratio < 0.5 for 3 steps -> high: IS collapsed")
+    assert inline.returncode == 0
+    assert "importance_sampling_ratio is below 0.5 at 3 consecutive evaluations" in inline.stdout
+    assert "sampling/importance_sampling_ratio/mean" in inline.stdout
+
+
+def test_explain_unknown_and_broken(tmp_path):
+    result = ruledsl("explain", "dpo_loss_stuck")
+    assert result.returncode == 2 and "did you mean dpo_loss_stuck_ln2" in result.stderr
+    (tmp_path / "bad.yaml").write_text("name: x\n")
+    assert ruledsl("explain", "bad.yaml", cwd=tmp_path).returncode == 2
+    assert "line 1, column 1" in ruledsl("explain", "x: loss < -> high: m").stderr
+
+
+def test_pre_commit_hooks_call_real_commands():
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"ruledsl-lint", "ruledsl-test"}
+    for hook in hooks:
+        command = hook["entry"].split()[1:]
+        assert ruledsl(*command, "--help").returncode == 0
