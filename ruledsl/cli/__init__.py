@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .app import app
 from . import audit  # noqa: F401  (registers the command)
+from . import grammar  # noqa: F401  (registers the command)
 
 __all__ = ["app", "main"]
 
