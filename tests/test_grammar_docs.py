@@ -74,6 +74,14 @@ def test_a_grammar_that_drops_a_documented_alternative_names_the_section(tmp_pat
         docs.render_markdown(path)
 
 
+def test_a_grammar_construct_the_renderer_cannot_draw_is_refused_by_name(tmp_path):
+    path = tmp_path / "ruledsl.lark"
+    text = GRAMMAR.read_text(encoding="utf-8").replace("sustain: FOR INT STEPS", "sustain: FOR INT~1..2 STEPS")
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(gm.GrammarShapeError, match="cannot draw"):
+        docs.render_markdown(path)
+
+
 def test_stale_diagrams_are_reported_and_removed(tmp_path):
     docs.write_markdown(tmp_path)
     (tmp_path / "diagrams" / "gone.svg").write_text("<svg/>", encoding="utf-8")

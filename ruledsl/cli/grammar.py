@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from lark.exceptions import GrammarError
 
 from .. import docs
 from ..docs.document import DocsContentError
@@ -54,7 +55,7 @@ def grammar(
             text = docs.render_html()
         else:
             text = docs.render_lark()
-    except (DocsContentError, GrammarShapeError, FileNotFoundError) as exc:
+    except (DocsContentError, GrammarShapeError, GrammarError, FileNotFoundError) as exc:
         fail(str(exc))
     if output is None:
         typer.echo(text, nl=False)

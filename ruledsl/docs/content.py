@@ -229,7 +229,7 @@ CONSTRUCTS: tuple[Construct, ...] = (
                     "GRPO runs: alert when the importance-sampling ratio falls below 0.5",
                     inline=True, metric="importance_sampling_ratio"),
             Example("dpo,kto: rewards/margins drop(50%) -> medium: margins fell to {value:.3f}", SHORTHAND,
-                    "DPO and KTO runs: the reward margin lost half of its first value",
+                    "DPO and KTO runs: the reward margin fell to half of its first value or less",
                     inline=True, metric="rewards/margins"),
             Example("*: loss nonfinite -> critical: loss is {value} at step {step}", SHORTHAND,
                     "every trainer: the loss became NaN or infinite", inline=True, metric="loss"),
