@@ -237,6 +237,7 @@ def test_svgs_are_well_formed_with_one_box_element_per_terminal_and_rule():
             continue  # alternatives no section draws on their own
         root = ET.parse(DOCS / "diagrams" / name).getroot()
         assert root.tag == f"{SVG}svg"
+        assert root.find(f".//{SVG}a") is None  # images link nowhere; only the HTML page links
         tokens, refs = expected_boxes(expr)
         assert set(boxes(root, "terminal")) == tokens, name
         assert set(boxes(root, "nonterminal")) == refs, name
@@ -298,6 +299,10 @@ def test_html_is_one_self_contained_well_formed_page():
     assert not re.search(r"<script|<link|src=|https?://(?!www\.w3\.org/2000/svg)", page)
     ids = {e.get("id") for e in root.iter() if e.get("id")}
     assert {c.anchor for c in content.CONSTRUCTS} <= ids
+    # rule boxes link to the rule's section on the page
+    links = [a.get("href") for a in root.iter(f"{SVG}a")]
+    assert links and all(link[1:] in ids for link in links)
+    assert "#rule-shorthand_number" in links
     # examples are shown as code with their text escaped, backticks and all
     assert "<code>`my-metric (x)` &gt; 1</code>" in page
 

@@ -53,7 +53,8 @@ class Bullets:
 class Diagram:
     file: str  # name under diagrams/
     title: str
-    svg: str
+    svg: str  # the file's content: an image, no links
+    linked_svg: str  # for the HTML page: rule boxes link to the rule's section
 
 
 Block = Heading | Paragraph | Code | Table | Bullets | Diagram
@@ -127,13 +128,14 @@ def build(grammar: Grammar) -> list[Block]:
         Heading(2, "Contents", "contents"),
         Bullets(tuple(f"[{c.title}](#{c.anchor})" for c in content.CONSTRUCTS)
                 + ("[Error codes in conditions](#error-codes)", "[All rules](#all-rules)",
-                   "[Terminals](#terminals)")),
+                   "[Terminals](#terminals)", "[Changing the grammar](#changing-the-grammar)")),
     ]
     for construct in content.CONSTRUCTS:
         blocks += _construct(grammar, construct)
     blocks += _errors()
     blocks += _all_rules(grammar)
     blocks += _terminals(grammar)
+    blocks += _changing()
     return blocks
 
 
@@ -202,15 +204,23 @@ def diagram_file(rule: Rule, alternative: Alternative | None = None) -> str:
     return f"{rule.name}-{label}.svg"
 
 
+def rule_anchor(name: str) -> str:
+    return f"rule-{name}"
+
+
+def _diagram(file: str, title: str, expr) -> Diagram:
+    linked = railroad.diagram(expr, title, link=lambda name: "#" + rule_anchor(name))
+    return Diagram(file, title, railroad.diagram(expr, title), linked)
+
+
 def _rule_diagram(rule: Rule) -> Diagram:
-    title = f"railroad diagram of {rule.name}"
-    return Diagram(diagram_file(rule), title, railroad.diagram(rule.expr, title))
+    return _diagram(diagram_file(rule), f"railroad diagram of {rule.name}", rule.expr)
 
 
 def _alternative_diagram(rule: Rule, alternative: Alternative) -> Diagram:
     label = f" -> {alternative.alias}" if alternative.alias else ""
     title = f"railroad diagram of {rule.name}{label}"
-    return Diagram(diagram_file(rule, alternative), title, railroad.diagram(alternative.expr, title))
+    return _diagram(diagram_file(rule, alternative), title, alternative.expr)
 
 
 def _examples(examples: tuple[content.Example, ...]) -> Table:
@@ -275,7 +285,7 @@ def _all_rules(grammar: Grammar) -> list[Block]:
                   "(`?rule` in Lark) builds no tree node of its own when it has a single child."),
     ]
     for rule in grammar.rules:
-        blocks.append(Heading(3, rule.name, f"rule-{rule.name}"))
+        blocks.append(Heading(3, rule.name, rule_anchor(rule.name)))
         if rule.inlined:
             blocks.append(Paragraph("Inlined (`?`)."))
         blocks.append(_rule_diagram(rule))
@@ -298,4 +308,21 @@ def _terminals(grammar: Grammar) -> list[Block]:
                   "metric name of the same spelling; the last column is how error messages name them. "
                   f"Ignored between tokens: {', '.join(code_span(n) for n in ignored) or 'nothing'}."),
         Table(("terminal", "defined as", "priority", "in error messages"), tuple(rows)),
+    ]
+
+
+def _changing() -> list[Block]:
+    return [
+        Heading(2, "Changing the grammar", "changing-the-grammar"),
+        Paragraph("A new construct touches, in this order:"),
+        Bullets((
+            "`grammar/ruledsl.lark`: the syntax; name each alternative with `-> alias`",
+            "`ruledsl/parser.py`: the transformer method for the alias builds an `ruledsl/ast.py` node",
+            "`ruledsl/checker.py`: what the node may mean, and its errors (codes E1xx, listed above)",
+            "`ruledsl/backends/polars_backend.py` and `tests/reference_evaluator.py`: how it is evaluated",
+            "`ruledsl/docs/content.py`: a section or an example with its meaning; then `make docs`",
+        )),
+        Paragraph("`make test` fails while `docs/` differs from what the grammar generates, while an "
+                  "example in `content.py` does not parse as the kind it states, and while a rule of "
+                  "the grammar or an error code of the checker is missing from this page."),
     ]

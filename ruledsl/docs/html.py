@@ -51,7 +51,7 @@ def _block(block: Block) -> str:
     if isinstance(block, Bullets):
         return "<ul>\n" + "\n".join(f"<li>{inline(i)}</li>" for i in block.items) + "\n</ul>"
     if isinstance(block, Diagram):
-        return f'<figure class="diagram">\n{block.svg.rstrip()}\n</figure>'
+        return f'<figure class="diagram">\n{block.linked_svg.rstrip()}\n</figure>'
     raise TypeError(block)
 
 

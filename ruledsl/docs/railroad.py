@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from typing import Callable, Optional
 
 from . import grammar_model as g
 
@@ -26,6 +27,8 @@ ARC = 10  # radius of the curves where tracks split and join
 ROW_GAP = 8  # vertical room between two stacked tracks
 MARGIN = 10
 END_MARK = 20  # the start and end bars with their lead-in track
+
+Link = Optional[Callable[[str], str]]
 
 STROKE = 'fill="none" stroke="#333" stroke-width="1.5"'
 TEXT = 'font-family="monospace" font-size="13" text-anchor="middle" fill="#111"'
@@ -51,6 +54,7 @@ class _Canvas:
 class _Box:
     text: str
     terminal: bool  # rounded box for what is typed, square box for a rule
+    href: str | None = None  # where a rule's box links to (HTML page), None for no link
 
     @property
     def width(self) -> int:
@@ -62,11 +66,14 @@ class _Box:
         kind = "terminal" if self.terminal else "nonterminal"
         radius = BOX_HEIGHT // 2 if self.terminal else 0
         fill = "#e8f0ff" if self.terminal else "#fff6dd"
-        c.boxes.append(
+        box = (
             f'<g class="{kind}"><rect x="{x}" y="{y - self.up}" width="{self.width}" height="{BOX_HEIGHT}" '
             f'rx="{radius}" fill="{fill}" stroke="#333" stroke-width="1.5"/>'
             f'<text x="{x + self.width // 2}" y="{y + 4}" {TEXT}>{escape(self.text)}</text></g>'
         )
+        if self.href is not None:
+            box = f'<a href="{escape(self.href)}">{box}</a>'
+        c.boxes.append(box)
 
 
 @dataclass
@@ -200,24 +207,24 @@ class _Loop:
 # ---------------------------------------------------------------- expressions → pieces
 
 
-def _piece(expr: g.Expr):
+def _piece(expr: g.Expr, link: Link):
     if isinstance(expr, g.Token):
         return _Box(expr.text, terminal=True)
     if isinstance(expr, g.Ref):
-        return _Box(expr.name, terminal=False)
+        return _Box(expr.name, terminal=False, href=link(expr.name) if link else None)
     if isinstance(expr, g.Sequence):
-        return _sequence(list(expr.items))
+        return _sequence(list(expr.items), link)
     if isinstance(expr, g.Choice):
-        return _Choice([_piece(o) for o in expr.options])
+        return _Choice([_piece(o, link) for o in expr.options])
     if isinstance(expr, g.Optional):
-        return _Choice([_Skip(), _piece(expr.item)], main=1)
+        return _Choice([_Skip(), _piece(expr.item, link)], main=1)
     if isinstance(expr, g.Repeat):
-        loop = _Loop(_piece(expr.item), _Skip())
+        loop = _Loop(_piece(expr.item, link), _Skip())
         return loop if expr.at_least_one else _Choice([_Skip(), loop], main=1)
     raise TypeError(expr)
 
 
-def _sequence(items: list[g.Expr]):
+def _sequence(items: list[g.Expr], link: Link):
     """Items in a row; `a (sep a)*` is drawn as one loop over `a` through `sep`."""
     pieces = []
     index = 0
@@ -226,10 +233,10 @@ def _sequence(items: list[g.Expr]):
         following = items[index + 1] if index + 1 < len(items) else None
         separator = _separated_repeat(item, following)
         if separator is not None:
-            pieces.append(_Loop(_piece(item), _piece(separator)))
+            pieces.append(_Loop(_piece(item, link), _piece(separator, link)))
             index += 2
         else:
-            pieces.append(_piece(item))
+            pieces.append(_piece(item, link))
             index += 1
     return pieces[0] if len(pieces) == 1 else _Sequence(pieces)
 
@@ -251,9 +258,13 @@ def _fmt(value: int) -> str:
     return str(int(value))
 
 
-def diagram(expr: g.Expr, title: str) -> str:
-    """A standalone SVG document (no XML declaration, so it also inlines into HTML)."""
-    body = _piece(expr)
+def diagram(expr: g.Expr, title: str, link: Link = None) -> str:
+    """A standalone SVG document (no XML declaration, so it also inlines into HTML).
+
+    `link(rule name)` gives the target of a rule's box; the HTML page links boxes to the
+    rule's section, the .svg files shown as images link nowhere.
+    """
+    body = _piece(expr, link)
     width = 2 * MARGIN + 2 * END_MARK + body.width
     height = 2 * MARGIN + max(body.up, BOX_HEIGHT // 2) + max(body.down, BOX_HEIGHT // 2)
     y = MARGIN + max(body.up, BOX_HEIGHT // 2)
