@@ -56,3 +56,11 @@ def test_the_console_script_runs_from_the_wheel(fresh_install, tmp_path):
                              "--format", "json"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert {r["rule"] for r in json.loads(result.stdout)} >= {"loss_nonfinite", "grad_norm_nonfinite"}
+
+
+def test_the_grammar_reference_generates_from_the_wheel(fresh_install, tmp_path):
+    python, env = fresh_install
+    result = subprocess.run([python.parent / "ruledsl", "grammar", "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "grammar.md").read_bytes() == (ROOT / "docs" / "grammar.md").read_bytes()
