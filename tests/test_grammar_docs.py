@@ -13,7 +13,7 @@ from lark import Lark
 
 import ruledsl
 from ruledsl import docs
-from ruledsl.docs import content, document
+from ruledsl.docs import content, document, railroad
 from ruledsl.docs.grammar_model import Ref, Token, read_grammar
 from ruledsl.docs import grammar_model as gm
 
@@ -297,7 +297,9 @@ def test_html_is_one_self_contained_well_formed_page():
     svgs = root.findall(f".//{SVG}svg")
     assert len(svgs) == page.count("<svg ") and len(svgs) > 20
     assert not re.search(r"<script|<link|src=|https?://(?!www\.w3\.org/2000/svg)", page)
-    ids = {e.get("id") for e in root.iter() if e.get("id")}
+    id_list = [e.get("id") for e in root.iter() if e.get("id")]
+    ids = set(id_list)
+    assert len(ids) == len(id_list), "an anchor is used twice"
     assert {c.anchor for c in content.CONSTRUCTS} <= ids
     # rule boxes link to the rule's section on the page
     links = [a.get("href") for a in root.iter(f"{SVG}a")]
@@ -344,3 +346,18 @@ def test_cli_help_teaches():
     assert result.returncode == 0
     for word in ("--format", "--output", "markdown", "html", "lark", "make docs"):
         assert word in result.stdout
+
+
+def test_ebnf_and_diagrams_of_constructs_the_grammar_does_not_use_yet(tmp_path):
+    path = tmp_path / "tiny.lark"
+    path.write_text('start: item+ ("," item)* ("+" | "-")* [item] END?\n'
+                    'item: WORD -> word\n     | "(" start ")"\n'
+                    'WORD: /[a-z]+/\nEND: "end"\n%ignore " "\n', encoding="utf-8")
+    grammar = read_grammar(path)
+    assert [r.name for r in grammar.rules] == ["start", "item"]
+    assert gm.rule_ebnf(grammar.rule("start")) == 'start ::= item+ ("," item)* ("+" | "-")* [item] ["end"]'
+    assert gm.rule_ebnf(grammar.rule("item")).split("\n") == ['item ::= WORD            -> word',
+                                                            '       | "(" start ")"']
+    root = ET.fromstring(railroad.diagram(grammar.rule("start").expr, "start"))
+    assert sorted(boxes(root, "terminal")) == ["+", ",", "-", "end"]
+    assert boxes(root, "nonterminal") == ["item", "item", "item"]  # `("," item)*` after `item+` is its own loop

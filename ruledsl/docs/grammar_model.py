@@ -234,9 +234,10 @@ def ebnf(expr: Expr, nested: bool = False) -> str:
     if isinstance(expr, Optional):
         return f"[{ebnf(expr.item)}]"
     if isinstance(expr, Repeat):
-        inner = ebnf(expr.item, nested=True)
-        if not isinstance(expr.item, (Token, Ref)):
-            inner = inner if inner.startswith("(") and isinstance(expr.item, Choice) else f"({inner})"
+        if isinstance(expr.item, (Token, Ref, Choice)):
+            inner = ebnf(expr.item, nested=True)  # a choice comes back in parentheses
+        else:
+            inner = f"({ebnf(expr.item)})"
         return inner + ("+" if expr.at_least_one else "*")
     raise TypeError(expr)
 
