@@ -66,3 +66,11 @@ def test_lint_and_test_of_the_packaged_library(fresh_install, tmp_path):
     assert lint.returncode == 0 and "no problems" in lint.stdout, lint.stdout + lint.stderr
     tests = subprocess.run([python.parent / "ruledsl", "test"], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert tests.returncode == 0 and tests.stdout.splitlines()[-1].endswith("passed, 0 failed"), tests.stdout
+
+
+def test_the_grammar_reference_generates_from_the_wheel(fresh_install, tmp_path):
+    python, env = fresh_install
+    result = subprocess.run([python.parent / "ruledsl", "grammar", "--output", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "grammar.md").read_bytes() == (ROOT / "docs" / "grammar.md").read_bytes()

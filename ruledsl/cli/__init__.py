@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import app
-from . import audit, explain, lint, new, testing  # noqa: F401  (each module registers its command)
+from . import audit, explain, grammar, lint, new, testing  # noqa: F401  (each module registers its command)
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,79 @@
+"""`ruledsl grammar`: the contributor's grammar reference, generated from grammar/ruledsl.lark."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from lark.exceptions import GrammarError
+
+from .. import docs
+from ..docs.document import DocsContentError
+from ..docs.grammar_model import GrammarShapeError
+from .app import app, fail
+
+
+class DocFormat(str, Enum):
+    markdown = "markdown"
+    html = "html"
+    lark = "lark"
+
+
+@app.command("grammar")
+def grammar(
+    output_format: DocFormat = typer.Option(
+        DocFormat.markdown, "--format",
+        help="markdown (grammar.md; with --output DIR also the SVG diagrams in DIR/diagrams/), "
+        "html (one self-contained page, diagrams inline) or lark (the grammar file itself)."),
+    output: Optional[Path] = typer.Option(
+        None, "--output",
+        help="markdown: a directory that receives grammar.md and diagrams/*.svg (stale diagrams are "
+        "removed). html, lark: a file. Without it the text goes to stdout."),
+) -> None:
+    """Generate the grammar reference from grammar/ruledsl.lark.
+
+    Every construct with its railroad diagram, syntax, examples and meaning, the error codes of
+    conditions, and every rule and terminal of the grammar.
+
+    Examples:
+
+      ruledsl grammar --format markdown --output docs   (what `make docs` runs)
+
+      ruledsl grammar --format html --output grammar.html
+
+      ruledsl grammar --format lark
+    """
+    try:
+        if output_format is DocFormat.markdown and output is not None:
+            _write_markdown(output)
+            return
+        if output_format is DocFormat.markdown:
+            text = docs.render_markdown()[0]
+        elif output_format is DocFormat.html:
+            text = docs.render_html()
+        else:
+            text = docs.render_lark()
+    except (DocsContentError, GrammarShapeError, GrammarError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    if output.is_dir():
+        fail(f"--output {output} is a directory; for --format {output_format.value} give a file")
+    try:
+        output.write_text(text, encoding="utf-8", newline="\n")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
+def _write_markdown(directory: Path) -> None:
+    if (directory.exists() and not directory.is_dir()) or directory.suffix == ".md":
+        fail(f"--output {directory}: for --format markdown give a directory "
+             "(it receives grammar.md and diagrams/)")
+    try:
+        written = docs.write_markdown(directory)
+    except OSError as exc:
+        fail(f"cannot write to {directory}: {exc.strerror or exc}")
+    typer.echo(f"wrote {written[0]} and {len(written) - 1} diagrams in {directory / docs.DIAGRAM_DIR}")
