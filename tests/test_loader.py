@@ -114,3 +114,32 @@ def test_the_catalog_knows_trainers_keys_and_placeholders():
     assert not catalog.is_known("importance_sampling_ratio", ["sft"])
     assert catalog.is_known("train_runtime", ["sft"])  # transformers.Trainer's own keys
     assert catalog.suggestions("rewards/margin", ["dpo"])[0] == "rewards/margins"
+
+
+def test_the_schema_describes_every_property_for_editors():
+    from ruledsl.schema import rule_schema
+
+    schema = rule_schema()
+    assert schema["$schema"].endswith("2020-12/schema") and schema["$id"]
+    missing = []
+
+    def visit(node, path):
+        for name, sub in node.get("properties", {}).items():
+            if "description" not in sub:
+                missing.append(".".join(path + [name]))
+            visit(sub, path + [name])
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                visit(node[key], path + [key])
+
+    visit(schema, [])
+    assert not missing, missing
+
+
+def test_every_builtin_rule_file_points_editors_at_the_schema():
+    from ruledsl.loader import builtin_rules_dir, discover
+
+    for path in discover([builtin_rules_dir()]):
+        first = path.read_text().splitlines()[0]
+        assert first == "# yaml-language-server: $schema=../../schemas/rule.schema.json", path
+        assert (path.parent / "../../schemas/rule.schema.json").resolve().is_file()
