@@ -12,6 +12,9 @@ import sys
 from typing import Any, Callable
 
 logger = logging.getLogger("ruledsl.callback")
+# A library logs only where the application routes it: without this, Python's last-resort handler
+# would print every alert a second time on stderr (the callback already writes to the console).
+logging.getLogger("ruledsl").addHandler(logging.NullHandler())
 
 
 class Fuse:

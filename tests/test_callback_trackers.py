@@ -167,3 +167,33 @@ def test_a_broken_file_is_switched_off_and_alerts_go_on(tmp_path, monkeypatch, c
         "ruledsl: metrics.jsonl failed (OSError: disk full); metrics.jsonl is switched off for the rest of this "
         "run, training goes on"]
     assert [step for _, step, _ in started(callback)] == [1, 3]
+
+
+class ExplodingTemplate:
+    """A message template that raises when an alert is formatted: a broken rule."""
+
+    fields = ()
+
+    def render(self, values):
+        raise RuntimeError("template exploded")
+
+
+def test_a_broken_rule_is_reported_once_and_the_other_rules_go_on(tmp_path, caplog):
+    import dataclasses
+
+    from ruledsl import parse_inline_alert
+
+    good = parse_inline_alert(ALERTS[1])
+    broken = dataclasses.replace(parse_inline_alert("sft: loss > 0 -> high: never shown"), name="broken_rule",
+                                 message=ExplodingTemplate())
+    callback = DiagnosticsCallback(rules=[broken, good], include_builtin=False)
+    with caplog.at_level(logging.WARNING, logger="ruledsl"):
+        trainer, _ = train_sft(tmp_path, "none", callback=callback, max_steps=4)
+    assert trainer.state.global_step == 4
+    faults = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert faults == ["ruledsl: the rule broken_rule failed (at step 1: RuntimeError: template exploded); "
+                      "the rule broken_rule is switched off for the rest of this run, training goes on"]
+    assert started(callback) == [(good.name, 3, "critical")]
+    events = [json.loads(line) for line in (tmp_path / "out" / "diagnostics" / "alerts.jsonl").open()]
+    assert {"event": "rule_fault", "rule": "broken_rule", "step": 1,
+            "error": "RuntimeError: template exploded"} in events
