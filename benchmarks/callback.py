@@ -5,15 +5,17 @@
 
 In one process:
 
-1. one callback with the full builtin rule set (trainer unknown: every rule
-   runs) is fed rows shaped like a real GRPO log (the keys of
+1. callbacks with the full builtin rule set (trainer unknown: every rule
+   runs) are fed rows shaped like a real GRPO log (the keys of
    tests/data/real_trl_logs/grpo.jsonl, seeded random walks), the way the
-   Trainer calls it: on_log(args, state, control, logs) with state.global_step.
-   Every call is timed; median and p99 are taken over the 1,000 calls that end
-   at 1k, 10k and 100k steps of history. metrics.jsonl and alerts.jsonl are
-   written as in training (line by line, flushed). The bare Monitor.update on
-   the same rows is timed beside it (what the callback adds: the file line and
-   the hook's guards);
+   Trainer calls them: on_log(args, state, control, logs) with
+   state.global_step. One callback per history (1k, 10k, 100k) is brought to
+   that length untimed; then 1,000 calls of each are timed, interleaved call
+   by call so that the shared machine's changing load falls on all alike
+   (median and p99, wall and thread CPU time). metrics.jsonl and alerts.jsonl
+   are written as in training (line by line, flushed). A bare Monitor.update
+   on the same rows is timed beside it (what the callback adds: the file
+   line and the hook's guards);
 2. a real tiny TRL GRPO run (tests/tiny_trl.py) with and without the callback,
    alternating, several times; wall and CPU time, medians;
 3. prints the figures and the goals: median on_log <= 1 ms, 100k/1k <= 1.2,
@@ -25,6 +27,8 @@ The machine is shared: timings are noisy; CPU time is printed beside wall time.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import random
 import statistics
@@ -64,32 +68,57 @@ def grpo_rows(n: int, seed: int = 0):
         yield step, dict(values)
 
 
-def time_on_log(n: int, output_dir: str) -> tuple[list[int], list[int], list[int], int]:
-    callback = DiagnosticsCallback(console=False)
-    args = TrainingArguments(output_dir)
-    state = SimpleNamespace(global_step=0, is_world_process_zero=True)
-    control = SimpleNamespace(should_training_stop=False)
-    callback.on_train_begin(args, state, control)
-    monitor = Monitor(callback.active_rules, trainer=None)
-    hook, hook_cpu, bare = [], [], []
-    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-    for step, logs in grpo_rows(n):
-        state.global_step = step
+class Watched:
+    """A callback (and a bare Monitor beside it) fed one stream of rows, as a Trainer would."""
+
+    def __init__(self, output_dir: str, seed: int):
+        self.callback = DiagnosticsCallback(console=False)
+        self.args = TrainingArguments(output_dir)
+        self.state = SimpleNamespace(global_step=0, is_world_process_zero=True)
+        self.control = SimpleNamespace(should_training_stop=False)
+        self.callback.on_train_begin(self.args, self.state, self.control)
+        self.monitor = Monitor(self.callback.active_rules, trainer=None)
+        self.rows = grpo_rows(10**9, seed)
+        self.wall: list[int] = []
+        self.cpu: list[int] = []
+        self.bare: list[int] = []
+
+    def feed(self, timed: bool) -> None:
+        step, logs = next(self.rows)
+        self.state.global_step = step
+        clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
         start, cpu_start = clock(), cpu_clock()
-        callback.on_log(args, state, control, logs=logs)
+        self.callback.on_log(self.args, self.state, self.control, logs=logs)
         middle, cpu_end = clock(), cpu_clock()
-        monitor.update(step, logs)
-        hook.append(middle - start)
-        hook_cpu.append(cpu_end - cpu_start)
-        bare.append(clock() - middle)
-    callback.on_train_end(args, state, control)
-    assert not callback.fuse.blown, callback.fuse.blown
-    return hook, hook_cpu, bare, len(callback.active_rules)
+        self.monitor.update(step, logs)
+        if timed:
+            self.wall.append(middle - start)
+            self.cpu.append(cpu_end - cpu_start)
+            self.bare.append(clock() - middle)
+
+    def close(self) -> None:
+        self.callback.on_train_end(self.args, self.state, self.control)
+        assert not self.callback.fuse.blown, self.callback.fuse.blown
 
 
-def at(samples: list[int], history: int) -> tuple[float, float]:
-    window = sorted(samples[history - WINDOW:history])
-    return statistics.median(window) / 1e3, window[int(0.99 * (len(window) - 1))] / 1e3  # µs
+def time_on_log(histories: list[int], output_dir: str) -> dict[int, Watched]:
+    """Bring one run to each history length untimed, then time WINDOW calls of each, interleaved
+    call by call, so that the machine's changing load falls on every history alike."""
+    watched = {h: Watched(f"{output_dir}/{h}", seed=h) for h in histories}
+    for history, run in watched.items():
+        for _ in range(history - WINDOW):
+            run.feed(timed=False)
+    for _ in range(WINDOW):
+        for run in watched.values():
+            run.feed(timed=True)
+    for run in watched.values():
+        run.close()
+    return watched
+
+
+def percentiles(samples: list[int]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) / 1e3, ordered[int(0.99 * (len(ordered) - 1))] / 1e3  # µs
 
 
 def real_runs(repeats: int, steps: int) -> dict[str, list[tuple[float, float]]]:
@@ -98,7 +127,8 @@ def real_runs(repeats: int, steps: int) -> dict[str, list[tuple[float, float]]]:
     for _ in range(repeats):
         for variant in ("without", "with"):
             callbacks = [DiagnosticsCallback(console=False)] if variant == "with" else []
-            with tempfile.TemporaryDirectory() as out:
+            # the Trainer prints each row when progress bars are off: silenced in both variants
+            with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
                 trainer = tiny_trl.make_trainer("grpo", model_dir, Path(out), callbacks=callbacks, max_steps=steps)
                 wall, cpu = time.perf_counter(), time.process_time()
                 trainer.train()
@@ -117,17 +147,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         cpu = time.process_time()
-        hook, hook_cpu, bare, n_rules = time_on_log(histories[-1], out)
+        watched = time_on_log(histories, out)
         cpu = time.process_time() - cpu
-    print(f"on_log with {n_rules} rules (every builtin rule; rows shaped like real GRPO logs, "
-          f"{len(hook):,} calls, {cpu:.1f} s CPU in all)")
+    n_rules = len(next(iter(watched.values())).callback.active_rules)
+    print(f"on_log with {n_rules} rules (every builtin rule; rows shaped like real GRPO logs); one run per "
+          f"history, brought there untimed, then {WINDOW:,} calls of each timed, interleaved ({cpu:.1f} s CPU in all)")
     print(f"{'history':>9} | {'on_log wall: median':>20} {'p99':>9} | {'on_log CPU: median':>19} {'p99':>9} | "
           f"{'Monitor.update wall: median':>28} {'p99':>9}")
     points = {}
-    for history in histories:
-        points[history] = at(hook, history)
-        cpu_median, cpu_p99 = at(hook_cpu, history)
-        bare_median, bare_p99 = at(bare, history)
+    for history, run in watched.items():
+        points[history] = percentiles(run.wall)
+        cpu_median, cpu_p99 = percentiles(run.cpu)
+        bare_median, bare_p99 = percentiles(run.bare)
         print(f"{history:>9,} | {points[history][0]:>17.1f} µs {points[history][1]:>6.1f} µs | "
               f"{cpu_median:>16.1f} µs {cpu_p99:>6.1f} µs | {bare_median:>25.1f} µs {bare_p99:>6.1f} µs")
     growth = points[histories[-1]][0] / points[histories[0]][0]

@@ -33,6 +33,7 @@ from .diagnostics_files import DiagnosticsFiles
 from .engine import compile_rules
 from .fuse import Fuse, logger
 from .loader import load_rules
+from .monitor import Monitor
 from .report import SEVERITY_RANK
 from .rule import SEVERITIES, Rule, rule_from_inline
 from .trackers import alerts_jsonl, make_tracker, wanted
@@ -122,8 +123,6 @@ class DiagnosticsCallback(TrainerCallback):
                                          for n in wanted(args)) if t is not None]
 
     def _new_monitor(self, args):
-        from .monitor import Monitor
-
         run = getattr(args, "run_name", None) or Path(str(args.output_dir)).name or "default"
         return Monitor(self.active_rules, trainer=self.trainer, catalog=self.catalog, run=run)
 
