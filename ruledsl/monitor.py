@@ -230,6 +230,8 @@ def _as_step(step: Any) -> int:
 
 def _as_value(raw: Any) -> float | None:
     """A metric's number; None (not logged) for anything that is not a real number."""
+    if type(raw) is float:  # nearly always: skip the slower checks
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
         return None
     return float(raw)

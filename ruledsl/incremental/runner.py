@@ -49,6 +49,8 @@ class RuleRunner:
         else:
             self.expression = compile_expression(condition.body)
             self.resolvers = tuple(resolvers[name] for name in self.expression.metrics)
+        self.sustain = self.rule.sustain
+        self.warm_up = self.rule.min_steps - 1  # the first index that may fire
         # state
         self.streak = 0
         self.evaluations = 0  # of a full expression: its evaluation index (min_steps)
@@ -73,12 +75,16 @@ class RuleRunner:
 
     def run_step(self, step: int, series: Mapping[str, Series]) -> list[AlertEvent]:
         """(Re-)evaluate the rule at `step`; the events this changes."""
-        if self.touched_step != step:
-            self.touched_step, self.before_step, self.step_events = step, self._save(), []
-            before_call, previous = self.before_step, []
-        else:
-            before_call, previous = self._save(), self.step_events
-            self._restore(self.before_step)
+        if self.touched_step != step:  # the usual case: the first row of the step that it reads
+            self.touched_step, self.before_step = step, self._save()
+            try:
+                events = self.step_events = self._evaluate(step, series)
+            except Exception:
+                self._restore(self.before_step)
+                raise
+            return events
+        before_call, previous = self._save(), self.step_events
+        self._restore(self.before_step)
         try:
             events = self._evaluate(step, series)
         except Exception:
@@ -97,7 +103,9 @@ class RuleRunner:
             return []
         holds, value, baseline, index, metric = found
         self.streak = self.streak + 1 if holds else 0
-        fired = self.streak >= self.rule.sustain and index >= self.rule.min_steps - 1
+        fired = self.streak >= self.sustain and index >= self.warm_up
+        if not fired and self.open is None:
+            return []
         return self._episode(step, fired, value, baseline, metric)
 
     def _shorthand_at(self, step: int, series: Mapping[str, Series]):
