@@ -191,6 +191,11 @@ class DiagnosticsCallback(TrainerCallback):
         record = dict(event.record)
         if self.files is not None:
             self.fuse.run("alerts.jsonl", self.files.write_event, {"event": event.kind, **record})
+        if event.kind == "withdrawn" and getattr(event, "withdraws", None) == "started":
+            # a later row of the same step replaced a value: that start no longer holds (see ruledsl.monitor)
+            withdrawn = (record["rule"], record["first_step"])
+            self.started = [r for r in self.started if (r["rule"], r["first_step"]) != withdrawn]
+            logger.info("ruledsl: withdrawn: %s", alert_text(record, plain=True))
         if event.kind != "started":
             return
         self.started.append(record)
@@ -252,7 +257,7 @@ class _NoControl:
 def _collect_rules(rules, rules_dir, custom_alerts, include_builtin: bool) -> list[Rule]:
     """Builtin library + rule files + `rules` + inline `custom_alerts`, validated now."""
     dirs = [rules_dir] if isinstance(rules_dir, (str, Path)) else list(rules_dir or [])
-    collected = list(load_rules(dirs, trainer=None, include_builtin=include_builtin)) if (dirs or include_builtin) else []
+    collected = load_rules(dirs, trainer=None, include_builtin=include_builtin) if dirs or include_builtin else []
     for item in rules or []:
         if isinstance(item, Rule):
             collected.append(item)
