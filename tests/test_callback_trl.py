@@ -157,7 +157,9 @@ def test_stop_on_stops_training_at_the_step(tmp_path):
 
 def test_catalog_alias_resolves_on_a_real_grpo_run(tmp_path):
     alert = "grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed to {value:.2f}"
-    callback = DiagnosticsCallback(custom_alerts=[alert])
+    as_rule = {"name": "is_ratio_alias", "trainers": ["grpo"], "metric": "importance_sampling_ratio",
+               "condition": "< 0.9 for 2 steps", "severity": "medium", "message": "IS ratio {value:.2f}"}
+    callback = DiagnosticsCallback(custom_alerts=[alert], rules=[as_rule])
     trainer, out = train("grpo", tmp_path, callback, trainer_class=FakeVLLMGRPOTrainer,
                          config_class=MyGRPOConfig)
     assert "ruledsl: trainer grpo (MyGRPOConfig)" in out
@@ -166,6 +168,8 @@ def test_catalog_alias_resolves_on_a_real_grpo_run(tmp_path):
     inline = next(e for name, e in started.items() if name.startswith("inline_"))
     assert (inline["first_step"], inline["metric"]) == (3, "sampling/importance_sampling_ratio/mean")
     assert inline["message"] == "IS ratio collapsed to 0.20"
+    assert (started["is_ratio_alias"]["first_step"], started["is_ratio_alias"]["metric"]) == (
+        4, "sampling/importance_sampling_ratio/mean")  # below 0.9 at steps 3 and 4
     # the builtin rule (window 3) fires once the mean of three logs is below 0.5: (0.98+0.2+0.1)/3
     assert started["grpo_is_ratio_collapse"]["first_step"] == 4
     rows = read_jsonl(tmp_path / "grpo" / "diagnostics" / "metrics.jsonl")

@@ -1,5 +1,6 @@
 """DiagnosticsCallback pieces that need no training run: detection, validation, output."""
 
+import io
 import json
 import math
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 import ruledsl
-from ruledsl.announce import alert_text
+from ruledsl.announce import alert_text, is_plain
 from ruledsl.diagnostics_files import DiagnosticsFiles
 from ruledsl.errors import RuleSyntaxError
 from ruledsl.loader import load_rules
@@ -95,6 +96,25 @@ def test_constructor_validates_the_rest():
     callback = DiagnosticsCallback(custom_alerts=["*: loss > 1 -> low: high loss"], include_builtin=False)
     assert [r.severity for r in callback.rules] == ["low"]
     assert len(DiagnosticsCallback().rules) == len(load_rules())
+
+
+def test_rules_dir_and_rules_add_to_the_library(tmp_path):
+    from ruledsl.callback import DiagnosticsCallback
+
+    (tmp_path / "mine.yaml").write_text("name: my_rule\ntrainers: [sft]\nmetric: loss\ncondition: '> 9'\n"
+                                        "severity: low\nmessage: high loss\n")
+    callback = DiagnosticsCallback(rules_dir=tmp_path, rules=["dpo: loss > 1 -> low: x"])
+    names = [r.name for r in callback.rules]
+    assert names[:len(load_rules())] == [r.name for r in load_rules()]
+    assert names[len(load_rules())] == "my_rule" and names[-1].startswith("inline_loss_")
+
+
+def test_icons_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert is_plain(io.StringIO()) and not is_plain(Terminal())
 
 
 def test_alert_text_with_and_without_icons():
