@@ -168,6 +168,25 @@ def test_a_lengthened_log_fires_the_builtin_rules():
     assert {r["rule"] for r in monitor.episodes()} >= {"loss_nonfinite", "grad_norm_spike"}
 
 
+@pytest.mark.parametrize("window", [20, 50, 64])
+def test_long_windows_agree_to_the_bit(window):
+    """Windows as long as the builtin rules' (50) and up to the batch engine's exact limit (64):
+    means, spreads and baselines of values like real logs give the same records. (Beyond 64 the
+    batch engine switches to polars' rolling sums, which are not added left to right.)"""
+    rng = random.Random(window)
+    rows = [(step, {"m": round(rng.uniform(0.0, 2.0), 2)}) for step in range(6 * window)]
+    rules = [rule("> 1.0", name="mean", window=window, message="{value}"),
+             rule("drop(2%) or rise(2%)", name="change", window=window, message="{value} {baseline}"),
+             rule("spike(1.01x)", name="spiky", window=window, message="{value} {baseline}"),
+             rule(f"std(m, 20) > 0.57 or mean(m, {window}) - baseline(m, {window}) > 0.01",
+                  metric=None, name="spread")]
+    monitor = Monitor(rules)
+    monitor.replay(rows)
+    expected = audit_rows(rows, rules)
+    assert len(expected) >= 4
+    assert same_records(monitor.episodes(), expected)
+
+
 # ================================================================ rows of one step
 
 
