@@ -64,6 +64,12 @@ __all__ = ["AlertEvent", "Fault", "Monitor"]
 
 
 class Monitor:
+    """Rules evaluated as one run's rows arrive: `update`, `finish`, `episodes`, `rules`.
+
+    `rules` is anything `ruledsl.compile_rules` accepts; `catalog` defaults to the
+    builtin one; `run` is the run id the records carry.
+    """
+
     def __init__(self, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
                  catalog: Catalog | None = None, run: str = "default"):
         self.rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
