@@ -141,3 +141,24 @@ def test_files_are_appended_line_by_line_and_readable(tmp_path):
     assert len((tmp_path / "diag" / "metrics.jsonl").read_text().splitlines()) == 2
     frame, runs, problems = read_runs([tmp_path / "diag"])
     assert not problems and [r.run for r in runs] == ["diag"] and frame.height == 2
+
+
+def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from ruledsl.callback import DiagnosticsCallback
+
+    args = type("DPOConfig", (), {"output_dir": str(tmp_path), "report_to": [], "run_name": None})()
+    callback = DiagnosticsCallback(custom_alerts=["dpo: loss > 1 -> high: loss {value}"], stop_on="high",
+                                   include_builtin=False)
+    for main in (False, True):
+        state = SimpleNamespace(global_step=0, is_world_process_zero=main)
+        control = SimpleNamespace(should_training_stop=False)
+        callback.on_train_begin(args, state, control)
+        for step, loss in enumerate([0.5, 2.0], start=1):
+            state.global_step = step
+            callback.on_log(args, state, control, logs={"loss": loss})
+        callback.on_train_end(args, state, control)
+        assert control.should_training_stop and callback.stopped["step"] == 2
+        out = capsys.readouterr().out
+        assert ("[HIGH]" in out) is main and (tmp_path / "diagnostics").exists() is main
