@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("trl")
+from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
 
-from tiny_trl import make_trainer, tiny_model_dir  # noqa: E402  (sets the offline environment first)
-
-from ruledsl.callback import DiagnosticsCallback  # noqa: E402
-from ruledsl.diagnostics_files import DiagnosticsFiles  # noqa: E402
-from ruledsl.trackers import TensorBoardTracker  # noqa: E402
+from ruledsl.callback import DiagnosticsCallback
+from ruledsl.diagnostics_files import DiagnosticsFiles
+from ruledsl.trackers import TensorBoardTracker
 
 # SFT, batch 2 over 8 rows: epoch = 0.25 × step, so these start at steps 1 and 3
 ALERTS = ["sft: loss > 0 -> high: loss is {value:.3f}", "sft: epoch >= 0.75 -> critical: three quarters in"]
@@ -62,7 +60,8 @@ def wandb_records(path: Path):
 
 
 def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
+    import wandb
+
     for name, value in dict(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
                             WANDB_DISABLE_CODE="true", WANDB_DISABLE_GIT="true", WANDB_CONSOLE="off",
                             WANDB_X_DISABLE_STATS="true", WANDB_X_DISABLE_META="true",
@@ -86,7 +85,8 @@ def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
 
 
 def test_mlflow_gets_tags_and_an_artifact(tmp_path, monkeypatch):
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
+
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps the file store in maintenance mode
@@ -122,7 +122,6 @@ def tensorboard_texts(log_root: Path) -> dict[str, list[tuple[int, str]]]:
 
 
 def test_tensorboard_gets_a_text_entry_in_the_integrations_folder(tmp_path):
-    pytest.importorskip("tensorboard")
     _, callback = train_sft(tmp_path, ["tensorboard"])
     texts = tensorboard_texts(tmp_path / "out" / "runs")
     rules = started(callback)

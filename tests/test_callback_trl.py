@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("trl")
+from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
 
-from tiny_trl import make_trainer, tiny_model_dir  # noqa: E402  (sets the offline environment first)
+import trl
 
-import trl  # noqa: E402
-
-from ruledsl.callback import DiagnosticsCallback  # noqa: E402
-from ruledsl.loader import load_rules  # noqa: E402
+from ruledsl.callback import DiagnosticsCallback
+from ruledsl.loader import load_rules
 
 # Batch 2 over 8 rows: `epoch` is 0.25 × step for SFT, DPO, KTO and Reward, a real key whose
 # values cross a threshold at a step known in advance.

@@ -43,7 +43,6 @@ def test_subclasses_count_and_unknown_is_none():
 
 
 def test_real_trl_config_classes_are_detected():
-    pytest.importorskip("trl")
     import transformers
     import trl
 
@@ -64,7 +63,6 @@ def test_import_ruledsl_does_not_import_transformers():
 
 
 def test_the_callback_is_a_lazy_attribute_of_the_package():
-    pytest.importorskip("transformers")
     import transformers
 
     from ruledsl.callback import DiagnosticsCallback
