@@ -108,14 +108,20 @@ class Monitor:
         if not changed:
             return []
         touched: dict[int, RuleRunner] = {}
+        readers, deciding = self._readers, self._resolvers_of  # `deciding` is empty once aliases are chosen
         for key in changed:
-            for resolver in self._resolvers_of.get(key, ()):
-                if resolver.resolve(step, self._row):
-                    touched.update((r.position, r) for r in self._readers_of_resolver[id(resolver)])
-            touched.update((r.position, r) for r in self._readers.get(key, ()))
+            if deciding:
+                for resolver in deciding.get(key, ()):
+                    if resolver.resolve(step, self._row):
+                        for runner in self._readers_of_resolver[id(resolver)]:
+                            touched[runner.position] = runner
+            for runner in readers.get(key, ()):
+                touched[runner.position] = runner
         events: list[AlertEvent] = []
         for position in sorted(touched):
-            events.extend(self._run(touched[position], step))
+            found = self._run(touched[position], step)
+            if found:
+                events.extend(found)
         return events
 
     def replay(self, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[AlertEvent]:
@@ -189,7 +195,7 @@ class Monitor:
             target = series.get(key)
             if target is None:
                 continue  # no rule reads it
-            value = _as_value(raw)
+            value = raw if type(raw) is float else _as_value(raw)
             if value is None:
                 continue
             old = row.get(key)
@@ -236,8 +242,6 @@ def _as_step(step: Any) -> int:
 
 def _as_value(raw: Any) -> float | None:
     """A metric's number; None (not logged) for anything that is not a real number."""
-    if type(raw) is float:  # nearly always: skip the slower checks
-        return raw
     if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
         return None
     return float(raw)

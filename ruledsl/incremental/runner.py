@@ -49,6 +49,7 @@ class RuleRunner:
         else:
             self.expression = compile_expression(condition.body)
             self.resolvers = tuple(resolvers[name] for name in self.expression.metrics)
+        self._evaluation_at = self._shorthand_at if self.shorthand is not None else self._expression_at
         self.sustain = self.rule.sustain
         self.warm_up = self.rule.min_steps - 1  # the first index that may fire
         # state
@@ -97,8 +98,7 @@ class RuleRunner:
         return withdrawn + events
 
     def _evaluate(self, step: int, series: Mapping[str, Series]) -> list[AlertEvent]:
-        found = self._shorthand_at(step, series) if self.shorthand is not None else \
-            self._expression_at(step, series)
+        found = self._evaluation_at(step, series)
         if found is None:
             return []
         holds, value, baseline, index, metric = found

@@ -92,10 +92,9 @@ class Series:
         return cached
 
     def mean(self, window: int) -> float:
-        key = ("mean", window)
-        cached = self._cache.get(key)
+        cached = self._cache.get(window)  # means are keyed by the bare window: the most asked for
         if cached is None:
-            cached = self._cache[key] = self.sum(window) / window
+            cached = self._cache[window] = self.sum(window) / window
         return cached
 
     def previous_mean(self, window: int) -> float:
