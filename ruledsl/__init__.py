@@ -17,3 +17,12 @@ __all__ = [
     "Catalog", "Diagnostic", "FrameError", "Rule", "RuleSet", "RuleSyntaxError", "RuleValidationError",
     "Span", "audit", "compile_rules", "evaluate", "parse_condition", "parse_inline_alert", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # The callback needs transformers; load it only when asked for, never at `import ruledsl`.
+    if name == "DiagnosticsCallback":
+        from .callback import DiagnosticsCallback
+
+        return DiagnosticsCallback
+    raise AttributeError(f"module 'ruledsl' has no attribute {name!r}")

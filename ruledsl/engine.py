@@ -160,15 +160,23 @@ def _record_schema(log: LogFrame) -> dict[str, pl.DataType]:
 def _record(row: dict[str, Any], compiled: CompiledRule, trainer: str | None) -> tuple:
     rule = compiled.rule
     metric = row["metric"]
-    fields = {
-        "value": row["value"], "metric": metric, "step": row["first_step"], "run": str(row[RUN]),
-        "name": rule.name, "severity": rule.severity, "trainer": trainer,
-        "window": rule.window if rule.condition.is_shorthand else None,
-        "threshold": compiled.threshold, "baseline": _finite_or_none(row["baseline"]),
-    }
-    message = rule.message.render(fields)
+    message = episode_message(compiled, trainer, run=row[RUN], metric=metric, step=row["first_step"],
+                              value=row["value"], baseline=row["baseline"])
     return (row[RUN], rule.name, rule.severity, trainer, metric, row["first_step"], row["last_step"],
             row["n_evals"], row["value"], message)
+
+
+def episode_message(compiled: CompiledRule, trainer: str | None, *, run: Any, metric: str | None,
+                    step: int, value: float | None, baseline: float | None) -> str:
+    """The rule's message for an episode starting at `step` (spec §4, §5); shared by both engines."""
+    rule = compiled.rule
+    fields = {
+        "value": value, "metric": metric, "step": step, "run": str(run),
+        "name": rule.name, "severity": rule.severity, "trainer": trainer,
+        "window": rule.window if rule.condition.is_shorthand else None,
+        "threshold": compiled.threshold, "baseline": _finite_or_none(baseline),
+    }
+    return rule.message.render(fields)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -1,0 +1,1 @@
+"""The incremental engine's parts; the public entry point is ruledsl.monitor.Monitor."""

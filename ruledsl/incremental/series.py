@@ -1,0 +1,147 @@
+"""One log key's series, kept incrementally (spec §2): its last few finite values.
+
+A `Series` holds only what the rules reading the key need: the last `capacity`
+finite values (the largest window plus one, for `spike` and `delta`), how many
+finite and raw values were seen, the last raw value (for `nonfinite`) and the
+means of the first W values (`baseline`, `drop`, `rise`). Memory is bounded by
+`capacity`, whatever the length of the run.
+
+Rows at one step merge key by key (spec §2), so the value a key holds at the
+current step may be replaced by a later row of the same step: `put` undoes the
+append it made for that step (in O(1)) before applying the new value.
+
+Arithmetic matches the batch engine bit for bit: a window sum is added left to
+right starting from its oldest value (not from 0.0, which would turn a sum of
+-0.0 into 0.0), then divided once by W.
+"""
+
+from __future__ import annotations
+
+import math
+
+_NOTHING = object()  # no value was evicted by the last append
+
+
+class Series:
+    __slots__ = ("key", "capacity", "values", "count", "raw_count", "raw_last", "step", "appended",
+                 "_baseline_windows", "_baselines", "_cache")
+
+    def __init__(self, key: str, capacity: int, baseline_windows: frozenset[int]):
+        self.key = key
+        self.capacity = max(capacity, 1)
+        self.values: list[float] = []  # the last finite values, oldest first (at least `capacity` once seen)
+        self.count = 0  # finite values seen: the series index of the last one is count - 1
+        self.raw_count = 0  # rows holding the key, non-finite values included
+        self.raw_last = math.nan
+        self.step: int | None = None  # step of the last raw value
+        self.appended = False  # whether that value was finite (appended to `values`)
+        self._baseline_windows = baseline_windows
+        self._baselines: dict[int, float] = {}  # W -> mean of the first W finite values
+        self._cache: dict[tuple, float] = {}  # statistics of the current index, shared by rules
+
+    # ------------------------------------------------------------ feeding
+
+    def put(self, step: int, value: float) -> None:
+        """The key's (merged) value at `step`; a second call at the same step replaces the first."""
+        self._cache.clear()
+        if self.step == step:
+            if self.appended:
+                self._unappend()
+        else:
+            self.step = step
+            self.raw_count += 1
+        self.raw_last = value
+        self.appended = math.isfinite(value)
+        if self.appended:
+            self._append(value)
+
+    def _append(self, value: float) -> None:
+        values = self.values
+        values.append(value)
+        self.count += 1
+        if len(values) > 2 * self.capacity + 2:  # trim in batches; keep one spare value for an undo
+            del values[:len(values) - self.capacity - 1]
+        if self.count in self._baseline_windows:
+            self._baselines[self.count] = self.mean(self.count)
+
+    def _unappend(self) -> None:
+        self._baselines.pop(self.count, None)
+        self.values.pop()
+        self.count -= 1
+
+    # ------------------------------------------------------------ the current index
+
+    def has_value_at(self, step: int) -> bool:
+        """A finite value at `step`: an index of the series (spec §2)."""
+        return self.step == step and self.appended
+
+    def has_row_at(self, step: int) -> bool:
+        """Any value at `step`, non-finite included (what `nonfinite` evaluates)."""
+        return self.step == step
+
+    @property
+    def last(self) -> float:
+        return self.values[-1]
+
+    def sum(self, window: int) -> float:
+        """x_(i-W+1) + … + x_i, added left to right from the oldest."""
+        key = ("sum", window)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache[key] = _left_to_right(self.values, len(self.values) - window, window)
+        return cached
+
+    def mean(self, window: int) -> float:
+        cached = self._cache.get(window)  # means are keyed by the bare window: the most asked for
+        if cached is None:
+            cached = self._cache[window] = self.sum(window) / window
+        return cached
+
+    def previous_mean(self, window: int) -> float:
+        """mean(x_(i-W) … x_(i-1)): the mean at the previous index (spike's m)."""
+        key = ("previous", window)
+        cached = self._cache.get(key)
+        if cached is None:
+            total = _left_to_right(self.values, len(self.values) - window - 1, window)
+            cached = self._cache[key] = total / window
+        return cached
+
+    def std(self, window: int) -> float:
+        """Population standard deviation, the squares added left to right (as the batch engine)."""
+        mean = self.mean(window)
+        values = self.values
+        start = len(values) - window
+        deviation = values[start] - mean
+        squares = deviation * deviation
+        for j in range(start + 1, len(values)):
+            deviation = values[j] - mean
+            squares += deviation * deviation
+        return math.sqrt(squares / window)
+
+    def minimum(self, window: int) -> float:
+        return min(self.values[len(self.values) - window:])
+
+    def maximum(self, window: int) -> float:
+        return max(self.values[len(self.values) - window:])
+
+    def spread(self, window: int) -> float:
+        key = ("spread", window)
+        cached = self._cache.get(key)
+        if cached is None:
+            recent = self.values[len(self.values) - window:]
+            cached = self._cache[key] = max(recent) - min(recent)
+        return cached
+
+    def delta(self, lag: int) -> float:
+        return self.values[-1] - self.values[-1 - lag]
+
+    def baseline(self, window: int) -> float:
+        """The mean of the first W values (defined once W values were seen)."""
+        return self._baselines[window]
+
+
+def _left_to_right(values: list[float], start: int, length: int) -> float:
+    total = values[start]
+    for j in range(start + 1, start + length):
+        total += values[j]
+    return total

@@ -1,0 +1,162 @@
+"""DiagnosticsCallback pieces that need no training run: detection, validation, output."""
+
+import io
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+import ruledsl
+from ruledsl.announce import alert_text, is_plain
+from ruledsl.diagnostics_files import DiagnosticsFiles
+from ruledsl.errors import RuleSyntaxError
+from ruledsl.loader import load_rules
+from ruledsl.readers import read_runs
+from ruledsl.trainers import config_classes, trainer_id
+
+
+def _config(name, *bases):
+    return type(name, bases or (object,), {})
+
+
+def test_config_classes_map_to_trl_module_names():
+    known = config_classes()
+    assert known["GRPOConfig"] == "grpo"
+    assert known["OnlineDPOConfig"] == "online_dpo"
+    assert known["IWOPDConfig"] == "iw_opd"
+    assert known["A2POConfig"] == "a2po"
+    assert known["ServerDistillationConfig"] == "server_distillation"
+
+
+def test_subclasses_count_and_unknown_is_none():
+    grpo = _config("GRPOConfig")
+    mine = _config("MyGRPO", grpo)
+    deeper = _config("Deeper", mine)
+    assert trainer_id(mine()) == "grpo"
+    assert trainer_id(deeper) == "grpo"
+    assert trainer_id(_config("TrainingArguments")()) is None
+    # the nearest known ancestor wins: ServerDistillationConfig subclasses DistillationConfig
+    server = _config("ServerDistillationConfig", _config("DistillationConfig"))
+    assert trainer_id(server) == "server_distillation"
+
+
+def test_real_trl_config_classes_are_detected():
+    import transformers
+    import trl
+
+    class MyGRPO(trl.GRPOConfig):
+        pass
+
+    assert trainer_id(MyGRPO) == "grpo"
+    assert trainer_id(trl.SFTConfig) == "sft"
+    assert trainer_id(trl.RewardConfig) == "reward"
+    assert trainer_id(transformers.TrainingArguments) is None
+
+
+def test_import_ruledsl_does_not_import_transformers():
+    code = "import sys, ruledsl; print(sorted({'transformers', 'trl', 'torch'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_callback_is_a_lazy_attribute_of_the_package():
+    import transformers
+
+    from ruledsl.callback import DiagnosticsCallback
+
+    assert ruledsl.DiagnosticsCallback is DiagnosticsCallback
+    assert issubclass(DiagnosticsCallback, transformers.TrainerCallback)
+    with pytest.raises(AttributeError):
+        ruledsl.NoSuchThing
+
+
+def test_bad_custom_alert_raises_where():
+    from ruledsl.callback import DiagnosticsCallback
+
+    with pytest.raises(RuleSyntaxError) as caught:
+        DiagnosticsCallback(custom_alerts=["sft: loss > 0 -> high: ok", "grpo: kl >> 3 -> high: broken"])
+    error = caught.value
+    assert error.line == 1 and error.column == 11  # the second '>' of '>>'
+    assert "grpo: kl >> 3" in str(error) and "^" in str(error)
+
+
+def test_constructor_validates_the_rest():
+    from ruledsl.callback import DiagnosticsCallback
+
+    with pytest.raises(ValueError, match="stop_on"):
+        DiagnosticsCallback(stop_on="urgent")
+    with pytest.raises(ValueError, match="grad_norm_spike"):
+        DiagnosticsCallback(rules=[{"name": "grad_norm_spike", "trainers": ["all"], "metric": "loss",
+                                    "condition": "> 1", "severity": "low", "message": "dup"}])
+    callback = DiagnosticsCallback(custom_alerts=["*: loss > 1 -> low: high loss"], include_builtin=False)
+    assert [r.severity for r in callback.rules] == ["low"]
+    assert len(DiagnosticsCallback().rules) == len(load_rules())
+
+
+def test_rules_dir_and_rules_add_to_the_library(tmp_path):
+    from ruledsl.callback import DiagnosticsCallback
+
+    (tmp_path / "mine.yaml").write_text("name: my_rule\ntrainers: [sft]\nmetric: loss\ncondition: '> 9'\n"
+                                        "severity: low\nmessage: high loss\n")
+    callback = DiagnosticsCallback(rules_dir=tmp_path, rules=["dpo: loss > 1 -> low: x"])
+    names = [r.name for r in callback.rules]
+    assert names[:len(load_rules())] == [r.name for r in load_rules()]
+    assert names[len(load_rules())] == "my_rule" and names[-1].startswith("inline_loss_")
+
+
+def test_icons_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert is_plain(io.StringIO()) and not is_plain(Terminal())
+
+
+def test_alert_text_with_and_without_icons():
+    record = {"rule": "grpo_kl_high", "severity": "high", "first_step": 12, "message": "KL is 0.9"}
+    assert alert_text(record, plain=False) == "🚨 [HIGH] grpo_kl_high at step 12\n    KL is 0.9"
+    assert alert_text(record, plain=True) == "[HIGH] grpo_kl_high at step 12\n    KL is 0.9"
+    assert alert_text({**record, "severity": "critical"}, plain=False).startswith("🔥 [CRITICAL]")
+
+
+def test_files_are_appended_line_by_line_and_readable(tmp_path):
+    files = DiagnosticsFiles(tmp_path / "diag")
+    files.write_metrics(1, {"loss": 0.5, "grad_norm": math.nan})
+    # visible on disk before close: a crash loses nothing already written
+    text = (tmp_path / "diag" / "metrics.jsonl").read_text()
+    assert json.loads(text) == {"step": 1, "loss": 0.5, "grad_norm": pytest.approx(math.nan, nan_ok=True)}
+    files.write_event({"event": "started", "value": math.inf})
+    assert json.loads((tmp_path / "diag" / "alerts.jsonl").read_text())["value"] == "inf"
+    files.write_run({"trainer": "sft", "rules": ["a"]})
+    assert json.loads((tmp_path / "diag" / "run.json").read_text())["trainer"] == "sft"
+    files.close()
+    again = DiagnosticsFiles(tmp_path / "diag")  # a resumed run appends
+    again.write_metrics(2, {"loss": 0.4})
+    again.close()
+    assert len((tmp_path / "diag" / "metrics.jsonl").read_text().splitlines()) == 2
+    frame, runs, problems = read_runs([tmp_path / "diag"])
+    assert not problems and [r.run for r in runs] == ["diag"] and frame.height == 2
+
+
+def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from ruledsl.callback import DiagnosticsCallback
+
+    args = type("DPOConfig", (), {"output_dir": str(tmp_path), "report_to": [], "run_name": None})()
+    callback = DiagnosticsCallback(custom_alerts=["dpo: loss > 1 -> high: loss {value}"], stop_on="high",
+                                   include_builtin=False)
+    for main in (False, True):
+        state = SimpleNamespace(global_step=0, is_world_process_zero=main)
+        control = SimpleNamespace(should_training_stop=False)
+        callback.on_train_begin(args, state, control)
+        for step, loss in enumerate([0.5, 2.0], start=1):
+            state.global_step = step
+            callback.on_log(args, state, control, logs={"loss": loss})
+        callback.on_train_end(args, state, control)
+        assert control.should_training_stop and callback.stopped["step"] == 2
+        out = capsys.readouterr().out
+        assert ("[HIGH]" in out) is main and (tmp_path / "diagnostics").exists() is main
