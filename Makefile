@@ -1,31 +1,37 @@
-# `make demo`: set up .venv and audit the bundled example runs.
-# `make test`: set up .venv and run the whole test suite.
+# `make demo`: set up .venv (the package alone) and audit the bundled example runs.
+# `make test`: set up .venv with every extra the tests use (CPU torch first, then TRL, trackers) and run them.
 # `make docs`: regenerate docs/grammar.md and docs/diagrams/ from the grammar, and the code table.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
+FULL := $(VENV)/.installed-full
 
 .PHONY: demo test bench docs clean
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE)
+
+# torch before trl/transformers: the pinned version is a CPU build; installed later, pip would pull CUDA.
+$(FULL): $(CORE)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[dev,trl,tensorboard,mlflow,wandb]"
-	touch $(STAMP)
+	touch $(FULL)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/ruledsl audit examples/runs
 
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/python -m pytest -q
 
-docs: $(STAMP)
+docs: $(CORE)
 	$(BIN)/ruledsl grammar --format markdown --output docs
 	$(BIN)/python tools/update_docs.py
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/python benchmarks/batch.py --quick
 
 clean:

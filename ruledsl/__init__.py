@@ -9,13 +9,16 @@ from .catalog import Catalog
 from .engine import RuleSet, audit, compile_rules, evaluate
 from .errors import Diagnostic, FrameError, RuleSyntaxError, RuleValidationError, Span
 from .language import parse_condition
+from .loader import load_rules
+from .monitor import AlertEvent, Monitor
 from .rule import Rule, rule_from_inline as parse_inline_alert
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Catalog", "Diagnostic", "FrameError", "Rule", "RuleSet", "RuleSyntaxError", "RuleValidationError",
-    "Span", "audit", "compile_rules", "evaluate", "parse_condition", "parse_inline_alert", "__version__",
+    "AlertEvent", "Catalog", "DiagnosticsCallback", "Diagnostic", "FrameError", "Monitor", "Rule", "RuleSet",
+    "RuleSyntaxError", "RuleValidationError", "Span", "audit", "compile_rules", "evaluate", "load_rules",
+    "parse_condition", "parse_inline_alert", "__version__",
 ]
 
 

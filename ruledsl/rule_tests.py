@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from .catalog import Catalog, builtin_catalog
 from .engine import audit
+from .monitor import Monitor
 from .rule import Rule
 
 TEST_RUN = "default"  # as for any log without run ids
@@ -75,8 +76,18 @@ def batch_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer
     return audit(long, [rule], trainer=trainer, catalog=catalog).to_dicts()
 
 
+def incremental_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
+                         catalog: Catalog | None) -> list[dict[str, Any]]:
+    """The episodes the Monitor (the callback's engine) finds, fed one row at a time as in training."""
+    monitor = Monitor([rule], trainer=trainer, catalog=catalog, run=TEST_RUN)
+    for step, metrics in rows:
+        monitor.update(step, metrics)
+    monitor.finish()
+    return monitor.episodes()
+
+
 Engine = Callable[[Rule, list, "str | None", "Catalog | None"], list[dict[str, Any]]]
-ENGINES: dict[str, Engine] = {"batch": batch_episodes}
+ENGINES: dict[str, Engine] = {"batch": batch_episodes, "incremental": incremental_episodes}
 
 
 def run_case(rule: Rule, index: int, catalog: Catalog | None = None) -> CaseResult:

@@ -1,6 +1,7 @@
 """Which TRL trainer a run uses, from the class of its TrainingArguments (spec §8).
 
-The config class names and their trainer ids are data (schemas/trainers.yaml).
+The config class names and their trainer ids come from the metric catalog
+(schemas/metric_catalog.yaml).
 The class hierarchy is walked, so `class MyGRPO(GRPOConfig)` is GRPO; a class
 with no known ancestor gives None, which means "unknown: every rule runs".
 Only class names are compared: nothing here imports transformers or trl.
@@ -11,18 +12,13 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
-import yaml
-
-from .resources import data_dir
-
-TRAINERS_FILE = "trainers.yaml"
+from .catalog import builtin_catalog
 
 
 @functools.cache
 def config_classes() -> Mapping[str, str]:
     """Config class name → trainer id, as shipped with ruledsl."""
-    data = yaml.safe_load((data_dir("schemas") / TRAINERS_FILE).read_text(encoding="utf-8")) or {}
-    return dict(data.get("config_classes", {}))
+    return {cls: trainer for trainer, cls in builtin_catalog().config_classes.items()}
 
 
 def trainer_id(args: Any) -> str | None:

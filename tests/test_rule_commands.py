@@ -28,7 +28,7 @@ def test_the_builtin_library_passes_its_tests():
     result = ruledsl("test")
     assert result.returncode == 0, result.stdout
     assert result.stdout.splitlines()[-1] == "41 passed, 0 failed"
-    assert "engines: batch" in result.stdout
+    assert "engines: batch, incremental" in result.stdout
 
 
 def test_passing_and_failing_cases(tmp_path):
@@ -148,3 +148,15 @@ def test_pre_commit_hooks_call_real_commands():
     for hook in hooks:
         command = hook["entry"].split()[1:]
         assert ruledsl(*command, "--help").returncode == 0
+
+
+def test_every_engine_is_asked_and_a_disagreeing_one_is_named(monkeypatch):
+    from ruledsl import rule_tests
+    from ruledsl.rule import Rule
+
+    rule = Rule.from_dict(yaml.safe_load(RULE))
+    assert all(r.passed for r in rule_tests.run_rule_tests(rule))
+    monkeypatch.setitem(rule_tests.ENGINES, "incremental", lambda *args: [])  # an engine that never fires
+    results = rule_tests.run_rule_tests(rule)
+    assert results[0].failures == ["incremental engine: expected episodes starting at steps [2], got []"]
+    assert results[1].passed

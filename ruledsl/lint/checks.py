@@ -147,9 +147,9 @@ def failing_tests(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnos
         span = rule_file.document.span_of(("tests", result.index))
         if result.error:
             yield Diagnostic("E402", f"test case '{result.name}' cannot run: {result.error}", span, field="tests")
-        for failure in result.failures:
-            yield Diagnostic("E401", f"test case '{result.name}' fails on the {failure}", span, field="tests",
-                             hint="run `ruledsl test` on this file for details")
+        if result.failures:
+            yield Diagnostic("E401", f"test case '{result.name}' fails: {'; '.join(result.failures)}", span,
+                             field="tests", hint="run `ruledsl test` on this file for details")
 
 
 def _closest(word: str, candidates: list[str]) -> str | None:
