@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,7 +12,7 @@ from .. import engine
 from ..errors import FrameError, RuleSyntaxError
 from ..loader import RuleLoadError, load_rules
 from ..readers import read_runs
-from ..report import SEVERITY_RANK, Format, render
+from ..report import SEVERITY_RANK, Format, ReportContext, choose_format, render
 from ..rule import SEVERITIES, rule_from_inline
 from .app import app, fail
 
@@ -26,8 +27,9 @@ def audit(
                                           "unknown: every rule runs."),
     alert: List[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\"."),
-    output_format: Format = typer.Option(Format.table, "--format", help="table, json (one array of spec §4 "
-                                         "records) or jsonl."),
+    output_format: Optional[Format] = typer.Option(None, "--format", help="table (default), json (one array of "
+                                                   "spec §4 records), jsonl, csv, markdown or html (with charts); "
+                                                   "without it, the --output suffix chooses (.json, .md, …)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the report here instead of stdout."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
                                           "or worse is found (low, medium, high, critical)."),
@@ -51,9 +53,17 @@ def audit(
         records = engine.audit(frame, rule_set, trainer=trainer)
     except FrameError as exc:
         fail(str(exc))
-    report = render(records, output_format, len(runs), len(rule_set), trainer)
+    chosen, mismatch = choose_format(output_format, output)
+    if mismatch:
+        typer.echo(f"warning: {mismatch}", err=True)
+    context = ReportContext(frame, rule_set, n_runs=len(runs), trainer=trainer,
+                            terminal=output is None and sys.stdout.isatty())
+    report = render(records, chosen, context)
     if output is not None:
-        output.write_text(report, encoding="utf-8")
+        try:
+            output.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write the report to {output}: {exc.strerror or exc}")
     else:
         typer.echo(report, nl=False)
     if fail_on is not None and any(SEVERITY_RANK[s] >= SEVERITY_RANK[fail_on] for s in records["severity"]):

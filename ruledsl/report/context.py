@@ -1,0 +1,119 @@
+"""What a report needs besides the alert records: the audited logs and the rules.
+
+`ReportContext` is handed to every renderer. The plotting formats (markdown,
+html) turn it into `Panel`s: one per alerted (run, metric key), carrying that
+metric's raw series, the episodes to shade on it and the threshold levels to draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import polars as pl
+
+from .. import ast
+from ..engine import CompiledRule, compile_rules
+from ..frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
+from ..plots import Band, Level
+from ..rule import Rule
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    frame: Any  # the audited log frame: run, step and one column per metric key (or long form)
+    rules: Sequence[Rule]  # the rules the audit ran, as loaded
+    n_runs: int
+    trainer: str | None = None
+    terminal: bool = False  # the report goes to a terminal: icons (and colour unless NO_COLOR)
+
+    @property
+    def n_rules(self) -> int:
+        return len(self.rules)
+
+
+@dataclass
+class Panel:
+    run: Any
+    key: str  # the log key plotted
+    series: pl.DataFrame  # step, value (raw, non-finite values kept)
+    records: list[dict] = field(default_factory=list)  # the alert records shown on this panel
+    bands: list[Band] = field(default_factory=list)
+    levels: list[Level] = field(default_factory=list)
+    windows: set[int] = field(default_factory=set)  # windows of the shorthand comparisons drawn
+
+
+def panels(records: pl.DataFrame, context: ReportContext) -> list[Panel]:
+    """One panel per alerted (run, metric key), in run order, then by first alert."""
+    if records.is_empty():
+        return []
+    log = to_log_frame(context.frame)
+    compiled = {c.rule.name: c for c in compile_rules(context.rules, trainer=context.trainer)}
+    found: dict[tuple[Any, str], Panel] = {}
+    for record in records.iter_rows(named=True):
+        rule = compiled[record["rule"]]
+        for key, series in _plotted_series(log, rule, record):
+            panel = found.get((record["run"], key))
+            if panel is None:
+                panel = found[(record["run"], key)] = Panel(record["run"], key, series)
+            _add(panel, rule, record)
+    return sorted(found.values(), key=lambda p: (str(p.run), p.records[0]["first_step"], p.key))
+
+
+def _plotted_series(log: LogFrame, compiled: CompiledRule, record: dict):
+    """(key, series) of each metric the record's rule reads, in its run."""
+    if record["metric"] is not None:  # a shorthand: the key it resolved to
+        yield record["metric"], _series(log, (record["metric"],), record["run"])
+        return
+    for name in compiled.rule.metrics:  # a full expression: each metric it names, resolved as the engine does
+        rows = _series(log, compiled.candidates[name], record["run"], with_key=True)
+        if not rows.is_empty():
+            yield rows[KEY][0], rows.select(STEP, VALUE)
+
+
+def _series(log: LogFrame, candidates: tuple[str, ...], run: Any, with_key: bool = False) -> pl.DataFrame:
+    raw = log.raw_series(candidates)
+    if raw is None:
+        return pl.DataFrame(schema={STEP: pl.Int64, VALUE: pl.Float64, KEY: pl.String})
+    rows = raw.filter(pl.col(RUN) == run).collect()
+    return rows.select(STEP, VALUE, KEY) if with_key else rows.select(STEP, VALUE)
+
+
+def _add(panel: Panel, compiled: CompiledRule, record: dict) -> None:
+    rule = compiled.rule
+    panel.records.append(record)
+    panel.bands.append(Band(record["first_step"], record["last_step"], rule.severity, rule.name))
+    if record["metric"] is None:
+        return  # a full expression: no single level of this metric to draw
+    for level in levels_of(rule):
+        if level not in panel.levels:
+            panel.levels.append(level)
+            if rule.window > 1:
+                panel.windows.add(rule.window)
+
+
+def levels_of(rule: Rule) -> list[Level]:
+    """The levels of the metric at which a shorthand rule's terms switch.
+
+    `< c` and the like: c (for the first term, the spec's `threshold`, as
+    `engine.threshold_of` gives it);
+    `range`/`outside`: both bounds. Percentages (`drop`, `rise`), factors
+    (`spike`) and tolerances (`flat`) are not levels of the metric: no line.
+    """
+    if not rule.condition.is_shorthand:
+        return []
+    found: list[Level] = []
+    for term in ast.leaves(rule.condition.body):
+        if isinstance(term, ast.ShorthandCompare):
+            found.append(Level(term.threshold.value, rule.severity, f"{term.op} {term.threshold.value:g}", rule.name))
+        elif isinstance(term, ast.Between):
+            word = "range" if term.inside else "outside"
+            for bound in (term.low.value, term.high.value):
+                found.append(Level(bound, rule.severity, f"{word} {bound:g}", rule.name))
+    return found
+
+
+def window_mean(series: pl.DataFrame, window: int) -> pl.DataFrame:
+    """The W-value mean of the finite values, as a shorthand comparison sees it (for drawing only)."""
+    finite = series.filter(pl.col(VALUE).is_finite())
+    return finite.select(STEP, pl.col(VALUE).rolling_mean(window)).drop_nulls()
