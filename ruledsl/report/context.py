@@ -47,17 +47,37 @@ def panels(records: pl.DataFrame, context: ReportContext) -> list[Panel]:
     """One panel per alerted (run, metric key), in run order, then by first alert."""
     if records.is_empty():
         return []
-    log = to_log_frame(context.frame)
-    compiled = {c.rule.name: c for c in compile_rules(context.rules, trainer=context.trainer)}
+    rule_sets: dict[str | None, dict[str, CompiledRule]] = {}  # each record's rule as its trainer compiled it
+    for trainer in records["trainer"].unique().to_list():
+        rule_sets[trainer] = {c.rule.name: c for c in compile_rules(context.rules, trainer=trainer)}
+    rows = list(records.iter_rows(named=True))
+    log = _alerted_part(context.frame, rows, rule_sets)
     found: dict[tuple[Any, str], Panel] = {}
-    for record in records.iter_rows(named=True):
-        rule = compiled[record["rule"]]
+    for record in rows:
+        rule = rule_sets[record["trainer"]][record["rule"]]
         for key, series in _plotted_series(log, rule, record):
             panel = found.get((record["run"], key))
             if panel is None:
                 panel = found[(record["run"], key)] = Panel(record["run"], key, series)
             _add(panel, rule, record)
     return sorted(found.values(), key=lambda p: (str(p.run), p.records[0]["first_step"], p.key))
+
+
+def _alerted_part(frame: Any, rows: list[dict], rule_sets: dict) -> LogFrame:
+    """The log restricted to the alerted runs and, in wide form, to the keys a chart may show."""
+    lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+    if not isinstance(lazy, pl.LazyFrame):  # e.g. a pandas frame: normalize it whole
+        return to_log_frame(frame)
+    columns = lazy.collect_schema().names()
+    if RUN in columns:
+        lazy = lazy.filter(pl.col(RUN).is_in([r["run"] for r in rows]))
+    if KEY not in columns:
+        keys = {r["metric"] for r in rows if r["metric"] is not None}
+        for r in rows:
+            if r["metric"] is None:
+                keys.update(k for ks in rule_sets[r["trainer"]][r["rule"]].candidates.values() for k in ks)
+        lazy = lazy.select(c for c in columns if c in (RUN, STEP) or c in keys)
+    return to_log_frame(lazy)
 
 
 def _plotted_series(log: LogFrame, compiled: CompiledRule, record: dict):

@@ -71,7 +71,8 @@ def _charts(doc: Document) -> list[str]:
 def _chart(chart: Chart) -> str:
     items = "".join(f"<li>{_severity(r['severity'])} <code>{escape(r['rule'])}</code>, "
                     f"steps {escape(steps_text(r))}: {escape(r['message'])}</li>" for r in chart.alerts)
-    return (f'<div class="chart"><h4><code>{escape(chart.key)}</code></h4>\n{chart.svg}\n'
+    return (f'<div class="chart" data-run="{escape(chart.run)}" data-metric="{escape(chart.key)}">'
+            f"<h4><code>{escape(chart.key)}</code></h4>\n{chart.svg}\n"
             f"<ul>{items}</ul></div>")
 
 

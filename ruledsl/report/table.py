@@ -37,7 +37,7 @@ def to_table(records: pl.DataFrame, context: ReportContext) -> str:
 
 
 def headline(context: ReportContext) -> str:
-    trainer = f" for trainer {context.trainer}" if context.trainer else " (trainer unknown: every rule runs)"
+    trainer = f" for trainer {context.trainer}" if context.trainer else " (each run with the rules for its trainer)"
     return f"Audited {context.n_runs} run(s) with {context.n_rules} rule(s){trainer}"
 
 
