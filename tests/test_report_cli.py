@@ -256,7 +256,7 @@ def test_hostile_strings_are_escaped_in_html(hostile_run: Path):
 def test_hostile_strings_are_escaped_in_markdown(hostile_run: Path):
     text = hostile_audit(hostile_run, "markdown").stdout
     assert "<script" not in text and "<img src=x" not in text
-    (row,) = [line for line in text.splitlines() if line.startswith("| ") and "alert\\(3\\)" in line]
+    (row,) = [line for line in text.splitlines() if line.startswith("| ") and "alert(3)" in line]
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # a `|` in a value is escaped, so it splits nothing
     assert len(cells) == 8
     assert "\\`code\\`" in cells[7] and "&amp;" in cells[7] and "&lt;script&gt;" in cells[7]

@@ -93,7 +93,7 @@ def test_step_ticks_are_whole_steps():
 
 def test_md_text_neutralizes_markup():
     text = md_text("a|b `c` *d* <e> & [f](g)\nnext")
-    assert text == r"a\|b \`c\` \*d\* &lt;e&gt; &amp; \[f\]\(g\) next"
+    assert text == r"a\|b \`c\` \*d\* &lt;e&gt; &amp; \[f\](g) next"
 
 
 def test_printable_escapes_control_characters():

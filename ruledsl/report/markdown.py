@@ -15,8 +15,9 @@ import re
 from ..plots import escape
 from .document import Chart, Document, steps_text, value_text
 
-# ASCII punctuation that means something to CommonMark/GFM somewhere in a line.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
+# strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def md_text(text: object) -> str:
