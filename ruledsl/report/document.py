@@ -53,6 +53,12 @@ def _chart(panel) -> Chart:
     return Chart(panel.run, panel.key, svg, [plain_record(r) for r in panel.records])
 
 
+def condition_text(rule: Rule) -> str:
+    """The condition as a reader needs it: a shorthand with the metric it applies to."""
+    source = rule.condition.source
+    return f"{rule.metric} {source}" if rule.condition.is_shorthand and rule.metric else source
+
+
 def steps_text(record: dict) -> str:
     first, last = record["first_step"], record["last_step"]
     return f"{first}–{last}" if first != last else str(first)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plots import SEVERITY_COLOURS, escape
-from .document import Chart, Document, steps_text, value_text
+from .document import Chart, Document, condition_text, steps_text, value_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }
@@ -80,7 +80,7 @@ def _rules(doc: Document) -> list[str]:
     out = ['<h2 id="rules">Rules that fired</h2>', "<dl>"]
     for rule in doc.fired:
         out.append(f"<dt><code>{escape(rule.name)}</code> {_severity(rule.severity)}: "
-                   f"<code>{escape(rule.condition.source)}</code></dt>")
+                   f"<code>{escape(condition_text(rule))}</code></dt>")
         if rule.description:
             out.append(f'<dd class="description">{escape(rule.description)}</dd>')
         out.append(f"<dd>message: {escape(rule.message.source)}</dd>")

@@ -13,7 +13,7 @@ import base64
 import re
 
 from ..plots import escape
-from .document import Chart, Document, steps_text, value_text
+from .document import Chart, Document, condition_text, steps_text, value_text
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
@@ -81,7 +81,7 @@ def _chart(chart: Chart) -> list[str]:
 def _rules(doc: Document) -> list[str]:
     lines = ["## Rules that fired", ""]
     for rule in doc.fired:
-        lines.append(f"- **{md_text(rule.name)}** ({rule.severity}): condition {md_text(rule.condition.source)}")
+        lines.append(f"- **{md_text(rule.name)}** ({rule.severity}): condition {md_text(condition_text(rule))}")
         if rule.description:
             lines.append(f"  - {md_text(rule.description)}")
         lines.append(f"  - message: {md_text(rule.message.source)}")
