@@ -113,3 +113,46 @@ def test_printable_escapes_control_characters():
 def test_choose_format(requested, output, expected, warns):
     chosen, warning = choose_format(requested, Path(output) if output else None)
     assert chosen is expected and (warning is not None) == warns
+
+
+# ---------------------------------------------------------------- reports from Python
+
+
+def _charts_of(html: str) -> list[tuple[str, str]]:
+    return re.findall(r'<div class="chart" data-run="([^"]*)" data-metric="([^"]*)">', html)
+
+
+@pytest.mark.parametrize("form", ["wide", "long"])
+def test_render_from_python_frames(form):
+    from ruledsl import engine
+    from ruledsl.report import ReportContext, render
+    from ruledsl.rule import rule_from_inline
+
+    steps = list(range(20))
+    loss = [1.0] * 10 + [3.0] * 10
+    if form == "wide":
+        frame = pl.DataFrame({"step": steps, "loss": loss, "lr": [1e-3] * 20})  # no run column: "default"
+    else:
+        frame = pl.DataFrame({"run": ["r"] * 20, "step": steps, "key": ["loss"] * 20, "value": loss})
+    rules = ["all: loss > 2 -> high: loss {value}", "all: mean(loss, 2) > 2.5 -> low: mean high"]
+    records = engine.audit(frame, rules)
+    html = render(records, Format.html, ReportContext(frame, [rule_from_inline(r) for r in rules], n_runs=1))
+    run = "default" if form == "wide" else "r"
+    assert _charts_of(html) == [(run, "loss")]  # both rules on one chart
+    assert html.count('class="episode"') == 2 and html.count('class="threshold"') == 1
+
+
+def test_drop_draws_the_level_its_window_mean_crosses():
+    from ruledsl import engine
+    from ruledsl.report import ReportContext, render
+    from ruledsl.rule import Rule
+
+    rule = Rule.from_dict({"name": "entropy_drop", "trainers": ["all"], "metric": "entropy", "window": 2,
+                           "condition": "drop(80%)", "severity": "medium", "message": "m"})
+    frame = pl.DataFrame({"step": range(8), "entropy": [2.0, 3.0, 2.4, 2.6, 0.3, 0.2, 0.1, 0.1]})
+    records = engine.audit(frame, [rule])
+    assert records["first_step"].to_list() == [5]  # mean(0.3, 0.2) = 0.25 <= 2.5 * 0.2
+    html = render(records, Format.html, ReportContext(frame, [rule], n_runs=1))
+    (value,) = re.findall(r'class="threshold" data-value="([^"]+)"', html)
+    assert float(value) == pytest.approx(2.5 - 2.5 * 0.8)
+    assert "drop 80% of 2.5" in html

@@ -105,20 +105,21 @@ def _add(panel: Panel, compiled: CompiledRule, record: dict) -> None:
     panel.bands.append(Band(record["first_step"], record["last_step"], rule.severity, rule.name))
     if record["metric"] is None:
         return  # a full expression: no single level of this metric to draw
-    for level in levels_of(rule):
+    for level in levels_of(rule, panel.series):
         if level not in panel.levels:
             panel.levels.append(level)
             if rule.window > 1:
                 panel.windows.add(rule.window)
 
 
-def levels_of(rule: Rule) -> list[Level]:
+def levels_of(rule: Rule, series: pl.DataFrame | None = None) -> list[Level]:
     """The levels of the metric at which a shorthand rule's terms switch.
 
     `< c` and the like: c (for the first term, the spec's `threshold`, as
-    `engine.threshold_of` gives it);
-    `range`/`outside`: both bounds. Percentages (`drop`, `rise`), factors
-    (`spike`) and tolerances (`flat`) are not levels of the metric: no line.
+    `engine.threshold_of` gives it); `range`/`outside`: both bounds;
+    `drop(P%)`/`rise(P%)`: B ∓ |B|·P/100, with B the mean of the run's first W
+    values (`series`), which the window mean crosses when the rule fires.
+    Factors (`spike`) and tolerances (`flat`) are not levels of the metric: no line.
     """
     if not rule.condition.is_shorthand:
         return []
@@ -130,7 +131,24 @@ def levels_of(rule: Rule) -> list[Level]:
             word = "range" if term.inside else "outside"
             for bound in (term.low.value, term.high.value):
                 found.append(Level(bound, rule.severity, f"{word} {bound:g}", rule.name))
+        elif isinstance(term, ast.Change) and series is not None:
+            found += _change_level(rule, term, series)
     return found
+
+
+def _change_level(rule: Rule, term: ast.Change, series: pl.DataFrame) -> list[Level]:
+    first = series.filter(pl.col(VALUE).is_finite())[VALUE].head(rule.window).to_list()
+    if len(first) < rule.window:
+        return []
+    total = 0.0
+    for value in first:  # left to right, as the engines compute B
+        total += value
+    baseline = total / rule.window
+    if baseline == 0:
+        return []
+    share = term.percent.value / 100
+    level = baseline - abs(baseline) * share if term.direction == "drop" else baseline + abs(baseline) * share
+    return [Level(level, rule.severity, f"{term.direction} {term.percent.value:g}% of {baseline:.3g}", rule.name)]
 
 
 def window_mean(series: pl.DataFrame, window: int) -> pl.DataFrame:
