@@ -82,7 +82,7 @@ def line_chart(series: pl.DataFrame, bands: list[Band], levels: list[Level], *, 
     if mean is not None and not mean.is_empty():
         parts.append(_polyline(scale, thinned(mean.filter(pl.col("value").is_finite()), scale),
                                MEAN_COLOUR, "window-mean"))
-    parts += [_level(scale, level, i) for i, level in enumerate(levels)]
+    parts += [_level(scale, level, label_y) for level, label_y in _label_places(scale, levels)]
     parts.append(_nonfinite_marks(scale, series.filter(~pl.col("value").is_finite())))
     parts.append(_legend(mean_label if mean is not None else ""))
     parts.append("</svg>")
@@ -202,12 +202,20 @@ def _polyline(scale: Scale, points: pl.DataFrame, colour: str, name: str) -> str
             f'stroke-linejoin="round" points="{coords}"/>')
 
 
-def _level(scale: Scale, level: Level, index: int) -> str:
-    if not math.isfinite(level.value):
-        return ""
+def _label_places(scale: Scale, levels: list[Level]) -> list[tuple[Level, float]]:
+    """Each finite level with the y of its label: beside its line, moved down past a label it would overlap."""
+    placed: list[tuple[Level, float]] = []
+    for level in sorted((lv for lv in levels if math.isfinite(lv.value)), key=lambda lv: -lv.value):
+        label_y = scale.y(level.value) + 4
+        if placed and label_y - placed[-1][1] < 12:
+            label_y = placed[-1][1] + 12
+        placed.append((level, label_y))
+    return placed
+
+
+def _level(scale: Scale, level: Level, label_y: float) -> str:
     y = scale.y(level.value)
     colour = SEVERITY_COLOURS.get(level.severity, "#57606a")
-    label_y = y + 4 + (index % 3) * 12 if index else y + 4  # stagger labels of close levels
     return (f'<line class="threshold" data-value="{level.value!r}" x1="{LEFT}" x2="{LEFT + PLOT_W}" '
             f'y1="{y:.2f}" y2="{y:.2f}" stroke="{colour}" stroke-width="1.2" stroke-dasharray="5 3">'
             f"<title>{escape(level.rule)}: {escape(level.label)}</title></line>"
