@@ -109,13 +109,18 @@ def write_tensorboard(logdir: Path, rows: Rows) -> Path:
 
 
 MLFLOW_SCRIPT = """
-import json, sys, mlflow
+import json, sys, time, mlflow
+from mlflow.entities import Metric
 store, runs = sys.argv[1], json.loads(sys.stdin.read())
 mlflow.set_tracking_uri("file:" + store)
+client = mlflow.MlflowClient()
 for name, rows in runs.items():
     with mlflow.start_run(run_name=name) as run:
-        for step, values in rows:
-            mlflow.log_metrics({k: float(v) for k, v in values.items()}, step=step)
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now + i, step) for i, (step, values) in enumerate(rows)
+                   for k, v in values.items()]
+        for start in range(0, len(metrics), 1000):  # the store takes at most 1000 a batch
+            client.log_batch(run.info.run_id, metrics=metrics[start:start + 1000], synchronous=True)
         print(run.info.experiment_id + "/" + run.info.run_id)
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,24 @@ import pytest
 from cli_helpers import ANY_LOSS, EXAMPLES, audit_json, episodes, ruledsl
 from log_writers import (Rows, real_rows, write_checkpoints, write_jsonl, write_mlflow, write_state,
                          write_table, write_tensorboard)
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """One file store written by the real mlflow client (slow: once per module), copied per test."""
+    store = tmp_path_factory.mktemp("store") / "mlruns"
+    runs = {"sft": example_rows("sft_nan"), "gone": example_rows("sft_nan"), "dpo": real_rows("dpo")}
+    return store, dict(zip(runs, write_mlflow(store, runs)))
+
+
+def copy_store(mlflow_store, target: Path, keep: set[str]) -> dict[str, str]:
+    """The store's runs named in `keep` under target/mlruns; their `<experiment>/<run id>`."""
+    store, paths = mlflow_store
+    shutil.copytree(store, target / "mlruns")
+    for name, path in paths.items():
+        if name not in keep:
+            shutil.rmtree(target / "mlruns" / path)
+    return {name: paths[name] for name in keep}
 
 
 def example_rows(run: str) -> Rows:
@@ -21,7 +40,7 @@ def example_rows(run: str) -> Rows:
 SFT_NAN_EPISODES = {("grad_norm_spike", 490, 510), ("grad_norm_nonfinite", 520, 800), ("loss_nonfinite", 520, 800)}
 
 
-def write_sft_nan(fmt: str, root: Path) -> Path:
+def write_sft_nan(fmt: str, root: Path, store) -> Path:
     rows = example_rows("sft_nan")
     if fmt == "jsonl":
         return write_jsonl(root / "run.jsonl", rows)
@@ -31,13 +50,13 @@ def write_sft_nan(fmt: str, root: Path) -> Path:
         return write_table(root / f"run.{fmt}", rows)
     if fmt == "tensorboard":
         return write_tensorboard(root / "tb", rows).parent
-    write_mlflow(root / "mlruns", {"sft": rows})
+    copy_store(store, root, {"sft"})
     return root / "mlruns"
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "trainer_state", "csv", "parquet", "tensorboard", "mlflow"])
-def test_every_format_finds_the_same_episodes(tmp_path: Path, fmt: str):
-    path = write_sft_nan(fmt, tmp_path)
+def test_every_format_finds_the_same_episodes(tmp_path: Path, fmt: str, mlflow_store):
+    path = write_sft_nan(fmt, tmp_path, mlflow_store)
     records, stderr = audit_json(str(path), "--trainer", "sft")
     assert {(r["rule"], r["first_step"], r["last_step"]) for r in records} == SFT_NAN_EPISODES
     assert len({r["run"] for r in records}) == 1 and all(r["trainer"] == "sft" for r in records)
@@ -56,8 +75,8 @@ def test_tensorboard_tags_map_back_to_the_trainer_keys(tmp_path: Path):
     assert {r["run"] for r in records} == {"runs/Nov26_host"}
 
 
-def test_mlflow_keys_with_slashes_and_the_run_id(tmp_path: Path):
-    (experiment_run,) = write_mlflow(tmp_path / "mlruns", {"dpo": real_rows("dpo")})
+def test_mlflow_keys_with_slashes_and_the_run_id(tmp_path: Path, mlflow_store):
+    experiment_run = copy_store(mlflow_store, tmp_path, {"dpo"})["dpo"]
     metric_file = tmp_path / "mlruns" / experiment_run / "metrics" / "rewards" / "margins"
     assert metric_file.is_file()  # mlflow keeps `/` in keys: a subdirectory
     records, _ = audit_json(str(tmp_path), "--no-builtin", "--alert", "all: rewards/margins > -1e30 -> low: m")
@@ -191,8 +210,8 @@ def test_truncated_event_file_keeps_the_events_before_the_damage(tmp_path: Path)
     assert "Traceback" not in stderr
 
 
-def test_mlflow_metric_file_with_a_bad_line(tmp_path: Path):
-    (run_path,) = write_mlflow(tmp_path / "mlruns", {"sft": example_rows("sft_nan")})
+def test_mlflow_metric_file_with_a_bad_line(tmp_path: Path, mlflow_store):
+    run_path = copy_store(mlflow_store, tmp_path, {"sft"})["sft"]
     loss = tmp_path / "mlruns" / run_path / "metrics" / "loss"
     lines = loss.read_text().splitlines()
     lines.insert(3, "1764150000000 not-a-number 35")
@@ -202,9 +221,9 @@ def test_mlflow_metric_file_with_a_bad_line(tmp_path: Path):
     assert {(r["rule"], r["first_step"], r["last_step"]) for r in records} == SFT_NAN_EPISODES
 
 
-def test_deleted_mlflow_run_is_left_out(tmp_path: Path):
-    kept, deleted = write_mlflow(tmp_path / "mlruns", {"kept": example_rows("sft_nan"),
-                                                        "gone": example_rows("sft_nan")})
+def test_deleted_mlflow_run_is_left_out(tmp_path: Path, mlflow_store):
+    paths = copy_store(mlflow_store, tmp_path, {"sft", "gone"})
+    kept, deleted = paths["sft"], paths["gone"]
     meta = tmp_path / "mlruns" / deleted / "meta.yaml"
     meta.write_text(meta.read_text().replace("lifecycle_stage: active", "lifecycle_stage: deleted"))
     records, stderr = audit_json(str(tmp_path), "--trainer", "sft")
@@ -214,7 +233,7 @@ def test_deleted_mlflow_run_is_left_out(tmp_path: Path):
 # ---------------------------------------------------------------- a tree of everything
 
 
-def test_mixed_tree_each_run_once(tmp_path: Path):
+def test_mixed_tree_each_run_once(tmp_path: Path, mlflow_store):
     rows = example_rows("sft_nan")
     out = tmp_path / "exp" / "sft_out"
     write_checkpoints(out, rows, every=400)
@@ -223,7 +242,7 @@ def test_mixed_tree_each_run_once(tmp_path: Path):
     write_table(tmp_path / "tables" / "t.csv", rows)
     write_table(tmp_path / "tables" / "many.parquet", rows, run="r1")
     write_tensorboard(tmp_path / "tb_only" / "version_0", rows)
-    (mlflow_run,) = write_mlflow(tmp_path / "mlruns", {"sft": rows})
+    mlflow_run = copy_store(mlflow_store, tmp_path, {"sft"})["sft"]
     records, _ = audit_json(str(tmp_path), "--trainer", "sft")
     expected_runs = {"exp/sft_out", "exp/loose", "tables/t", "tables/many/r1", "tb_only/version_0",
                      f"mlruns/{mlflow_run}"}
