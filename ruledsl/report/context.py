@@ -51,14 +51,14 @@ def panels(records: pl.DataFrame, context: ReportContext) -> list[Panel]:
     for trainer in records["trainer"].unique().to_list():
         rule_sets[trainer] = {c.rule.name: c for c in compile_rules(context.rules, trainer=trainer)}
     rows = list(records.iter_rows(named=True))
-    log = _alerted_part(context.frame, rows, rule_sets)
+    series = _SeriesByRun(_alerted_part(context.frame, rows, rule_sets))
     found: dict[tuple[Any, str], Panel] = {}
     for record in rows:
         rule = rule_sets[record["trainer"]][record["rule"]]
-        for key, series in _plotted_series(log, rule, record):
+        for key, values in _plotted_series(series, rule, record):
             panel = found.get((record["run"], key))
             if panel is None:
-                panel = found[(record["run"], key)] = Panel(record["run"], key, series)
+                panel = found[(record["run"], key)] = Panel(record["run"], key, values)
             _add(panel, rule, record)
     return sorted(found.values(), key=lambda p: (str(p.run), p.records[0]["first_step"], p.key))
 
@@ -80,23 +80,32 @@ def _alerted_part(frame: Any, rows: list[dict], rule_sets: dict) -> LogFrame:
     return to_log_frame(lazy)
 
 
-def _plotted_series(log: LogFrame, compiled: CompiledRule, record: dict):
-    """(key, series) of each metric the record's rule reads, in its run."""
+class _SeriesByRun:
+    """Raw series (step, value, key) per run, one query per candidate tuple for all runs at once."""
+
+    EMPTY = pl.DataFrame(schema={STEP: pl.Int64, VALUE: pl.Float64, KEY: pl.String})
+
+    def __init__(self, log: LogFrame):
+        self.log = log
+        self.found: dict[tuple[str, ...], dict[Any, pl.DataFrame]] = {}
+
+    def get(self, candidates: tuple[str, ...], run: Any) -> pl.DataFrame:
+        if candidates not in self.found:
+            raw = self.log.raw_series(candidates)
+            parts = raw.collect().partition_by(RUN, as_dict=True) if raw is not None else {}
+            self.found[candidates] = {run_key[0]: part.select(STEP, VALUE, KEY) for run_key, part in parts.items()}
+        return self.found[candidates].get(run, self.EMPTY)
+
+
+def _plotted_series(series: _SeriesByRun, compiled: CompiledRule, record: dict):
+    """(key, step/value series) of each metric the record's rule reads, in its run."""
     if record["metric"] is not None:  # a shorthand: the key it resolved to
-        yield record["metric"], _series(log, (record["metric"],), record["run"])
+        yield record["metric"], series.get((record["metric"],), record["run"]).select(STEP, VALUE)
         return
     for name in compiled.rule.metrics:  # a full expression: each metric it names, resolved as the engine does
-        rows = _series(log, compiled.candidates[name], record["run"], with_key=True)
+        rows = series.get(compiled.candidates[name], record["run"])
         if not rows.is_empty():
             yield rows[KEY][0], rows.select(STEP, VALUE)
-
-
-def _series(log: LogFrame, candidates: tuple[str, ...], run: Any, with_key: bool = False) -> pl.DataFrame:
-    raw = log.raw_series(candidates)
-    if raw is None:
-        return pl.DataFrame(schema={STEP: pl.Int64, VALUE: pl.Float64, KEY: pl.String})
-    rows = raw.filter(pl.col(RUN) == run).collect()
-    return rows.select(STEP, VALUE, KEY) if with_key else rows.select(STEP, VALUE)
 
 
 def _add(panel: Panel, compiled: CompiledRule, record: dict) -> None:
