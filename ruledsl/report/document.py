@@ -53,6 +53,11 @@ def _chart(panel) -> Chart:
     return Chart(panel.run, panel.key, svg, [plain_record(r) for r in panel.records])
 
 
+def run_heading(chart: Chart) -> str:
+    trainer = chart.alerts[0]["trainer"]
+    return f"Run {chart.run}" + (f" (trainer {trainer})" if trainer else " (trainer unknown)")
+
+
 def condition_text(rule: Rule) -> str:
     """The condition as a reader needs it: a shorthand with the metric it applies to."""
     source = rule.condition.source

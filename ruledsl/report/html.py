@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plots import SEVERITY_COLOURS, escape
-from .document import Chart, Document, condition_text, steps_text, value_text
+from .document import Chart, Document, condition_text, run_heading, steps_text, value_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }
@@ -63,7 +63,7 @@ def _charts(doc: Document) -> list[str]:
     for chart in doc.charts:
         if chart.run != run:
             run = chart.run
-            out.append(f"<h3>Run {escape(run)}</h3>")
+            out.append(f"<h3>{escape(run_heading(chart))}</h3>")
         out.append(_chart(chart))
     return out
 

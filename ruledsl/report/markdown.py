@@ -13,7 +13,7 @@ import base64
 import re
 
 from ..plots import escape
-from .document import Chart, Document, condition_text, steps_text, value_text
+from .document import Chart, Document, condition_text, run_heading, steps_text, value_text
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
@@ -64,7 +64,7 @@ def _charts(doc: Document) -> list[str]:
     for chart in doc.charts:
         if chart.run != run:
             run = chart.run
-            lines += [f"### Run {md_text(run)}", ""]
+            lines += [f"### {md_text(run_heading(chart))}", ""]
         lines += _chart(chart)
     return lines
 
