@@ -59,12 +59,21 @@ def number(value: Any) -> float | None:
     return None
 
 
-def rows_frame(rows: list[dict[str, float]], run: str) -> pl.DataFrame:
-    """Rows of {step, key: value} (already numbers) in file order → a wide frame for `run`."""
-    keys = list(dict.fromkeys(k for row in rows for k in row if k != STEP))
-    schema = {STEP: pl.Int64, **{k: pl.Float64 for k in keys}}
+def rows_frame(rows: list[dict[str, Any]], run: str | None = None) -> pl.DataFrame:
+    """Rows of {step, key: value} (already numbers; a `run` name where the file gives
+    one) in file order → a wide frame; with `run`, its run column is set."""
+    named = any(RUN in row for row in rows)
+    keys = list(dict.fromkeys(k for row in rows for k in row if k not in (STEP, RUN)))
+    schema = {STEP: pl.Int64, **({RUN: pl.String} if named else {}), **{k: pl.Float64 for k in keys}}
     frame = pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
-    return frame.select(pl.lit(run, dtype=pl.String).alias(RUN), *frame.columns)
+    return frame if run is None else frame.select(run_column(run, named), STEP, *keys)
+
+
+def run_column(run: str, named: bool) -> pl.Expr:
+    """The run id: the source's own, or `<source>/<name>` where the rows name their run."""
+    if not named:
+        return pl.lit(run, dtype=pl.String).alias(RUN)
+    return pl.concat_str(pl.lit(run + "/"), pl.col(RUN).cast(pl.String)).fill_null(run).alias(RUN)
 
 
 def numeric_columns(schema: pl.Schema) -> list[str]:

@@ -3,105 +3,130 @@
 
 from __future__ import annotations
 
+import atexit
+import io
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import polars as pl
 
 from ..frames import RUN, STEP
-from .common import ReadProblem, Source, metric_keys, number, rows_frame
+from .common import ReadProblem, Source, metric_keys, number, rows_frame, run_column
 
-# Past this size a JSON Lines file is scanned lazily by polars without a first pass in
-# Python: line-exact problem reports cost a Python parse of every line, too slow for
-# archives of millions of rows. A corrupt line in such a file fails the whole query.
-LAZY_JSONL_BYTES = 256 * 2**20
+BLOCK_BYTES = 32 * 2**20  # read and parsed by polars a block of whole lines at a time
+# Past this size the parsed blocks go to temporary Parquet files, scanned lazily, so that a
+# log larger than memory can still be audited by a streaming query.
+SPILL_BYTES = 256 * 2**20
+# Python's json writes non-finite floats as bare tokens, which polars' JSON reader refuses;
+# quoted, they parse as strings and are cast back to floats (spec §2). A token inside a
+# string breaks the JSON and sends the block to the line-by-line reader: never misread.
+QUOTED_TOKENS = ((b"-Infinity", b'"-inf"'), (b"Infinity", b'"inf"'), (b"NaN", b'"nan"'))
 
 
 def read_jsonl(path: Path, run: str, problems: list[ReadProblem]) -> Source | None:
+    """A JSON Lines log; a `run` field in its lines names several runs (`<run>/<name>`)."""
     size = path.stat().st_size
-    if size > LAZY_JSONL_BYTES:
-        lazy = _scan_ndjson(path, run)
-        if lazy is not None:
-            return Source(run, "jsonl", path, lazy, metric_keys(lazy), size=size)
-    frame = _fast_read(path, run)
-    if frame is None:  # something polars will not take as it is: read line by line, saying where
-        frame = _careful_read(path, run, problems)
-    if frame is None:
+    spill = _Spill() if size > SPILL_BYTES else None
+    frames = [frame for first_line, block in _blocks(path)
+              if (frame := _parse_block(block, first_line, path, problems)) is not None]
+    if not frames:
+        problems.append(ReadProblem(path, None, "no rows with a 'step'; skipped"))
         return None
-    return Source(run, "jsonl", path, frame.lazy(), metric_keys(frame), size=size)
+    named = any(RUN in f.columns for f in frames)
+    parts = [spill.put(f) if spill else f.lazy() for f in frames]
+    lazy = (parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed"))
+    lazy = lazy.select(run_column(run, named), pl.col(STEP), pl.exclude(STEP, RUN))
+    return Source(run, "jsonl", path, lazy, metric_keys(lazy), size=size, multi_run=named)
 
 
-def _fast_read(path: Path, run: str) -> pl.DataFrame | None:
-    """polars' own reader, when the file is plain numbers throughout (the common case)."""
+def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(number of its first line, bytes) of blocks of whole lines."""
+    first_line, rest = 1, b""
+    with path.open("rb") as file:
+        while True:
+            chunk = file.read(BLOCK_BYTES)
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1 if chunk else len(data)
+            block, rest = data[:cut], data[cut:]
+            if block:
+                yield first_line, block
+                first_line += block.count(b"\n")
+            if not chunk:
+                return
+
+
+def _parse_block(block: bytes, first_line: int, path: Path, problems: list[ReadProblem]) -> pl.DataFrame | None:
+    """polars' reader when the block is plain JSON (the common case), else line by line."""
+    quoted = block
+    for token, replacement in QUOTED_TOKENS:
+        quoted = quoted.replace(token, replacement)
     try:
-        frame = pl.read_ndjson(path, infer_schema_length=None)
-    except Exception:  # any parse problem: the careful reader finds and reports the line
+        frame = pl.read_ndjson(io.BytesIO(quoted), infer_schema_length=None)
+    except Exception:  # a damaged line: the careful reader finds it and says where
+        lines = block.decode("utf-8", errors="replace").splitlines()
+        return _records_frame(_json_lines(enumerate(lines, start=first_line), path, problems))
+    return _numbers(frame)
+
+
+def _numbers(frame: pl.DataFrame) -> pl.DataFrame | None:
+    """step, run (if named), and every column that holds numbers, as Float64."""
+    schema = frame.schema
+    if STEP not in schema or not schema[STEP].is_numeric():
         return None
-    return _numeric_only(frame, run)
+    keys = [c for c, dtype in schema.items() if c not in (STEP, RUN)
+            and (dtype.is_numeric() or dtype in (pl.Null, pl.String))]
+    frame = frame.filter(pl.col(STEP).is_not_null()).select(
+        pl.col(STEP).cast(pl.Int64), *([pl.col(RUN).cast(pl.String)] if RUN in schema else []),
+        *(pl.col(k).cast(pl.Float64, strict=False) for k in keys))  # "nan", "inf", "-inf" → floats
+    words = [k for k in keys if schema[k] == pl.String and frame[k].null_count() == frame.height]
+    return frame.drop(words) if frame.height else None  # a column of words is no metric
 
 
-def _scan_ndjson(path: Path, run: str) -> pl.LazyFrame | None:
-    try:
-        lazy = pl.scan_ndjson(path, infer_schema_length=10_000)
-        schema = lazy.collect_schema()
-    except Exception:
-        return None
-    if STEP not in schema or any(dtype == pl.String for dtype in schema.dtypes()):
-        return None
-    keys = [c for c, dtype in schema.items() if c != STEP and dtype.is_numeric()]
-    return lazy.filter(pl.col(STEP).is_not_null()).select(
-        pl.lit(run, dtype=pl.String).alias(RUN), pl.col(STEP).cast(pl.Int64),
-        *(pl.col(k).cast(pl.Float64) for k in keys))
+class _Spill:
+    """Parsed blocks of a large log as temporary Parquet files, removed at exit."""
+
+    def __init__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix="ruledsl-jsonl-"))
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+        self.count = 0
+
+    def put(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        path = self.folder / f"{self.count:06d}.parquet"
+        self.count += 1
+        frame.write_parquet(path)
+        return pl.scan_parquet(path)
 
 
-def _numeric_only(frame: pl.DataFrame, run: str) -> pl.DataFrame | None:
-    """The frame with its numbers, or None when a column holds strings (maybe "nan"):
-    those need spec §2's reading, value by value."""
-    if STEP not in frame.columns or any(dtype == pl.String for dtype in frame.dtypes):
-        return None
-    if not frame.schema[STEP].is_numeric():
-        return None
-    keys = [c for c, dtype in frame.schema.items() if c != STEP and (dtype.is_numeric() or dtype == pl.Null)]
-    frame = frame.filter(pl.col(STEP).is_not_null())
-    if frame.is_empty():
-        return None
-    return frame.select(pl.lit(run, dtype=pl.String).alias(RUN), pl.col(STEP).cast(pl.Int64),
-                        *(pl.col(k).cast(pl.Float64) for k in keys))
+def _json_lines(lines, path: Path, problems: list[ReadProblem]) -> Iterator[dict[str, Any]]:
+    for number_, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            problems.append(ReadProblem(path, number_, "truncated or corrupt line; skipped"))
+            continue
+        if isinstance(record, dict):
+            yield record
+        else:
+            problems.append(ReadProblem(path, number_, "not a JSON object; skipped"))
 
 
-def _careful_read(path: Path, run: str, problems: list[ReadProblem]) -> pl.DataFrame | None:
-    return _records_frame(_json_lines(path, problems), path, run, problems)
-
-
-def _json_lines(path: Path, problems: list[ReadProblem]) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number_, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                problems.append(ReadProblem(path, number_, "truncated or corrupt line; skipped"))
-                continue
-            if isinstance(record, dict):
-                yield record
-            else:
-                problems.append(ReadProblem(path, number_, "not a JSON object; skipped"))
-
-
-def _records_frame(records, path: Path, run: str, problems: list[ReadProblem]) -> pl.DataFrame | None:
+def _records_frame(records) -> pl.DataFrame | None:
     rows = []
     for record in records:
         step = record.get(STEP)
         if isinstance(step, bool) or not isinstance(step, (int, float)):
             continue  # e.g. a header line without a step: nothing to place it at
-        values = ((k, number(v)) for k, v in record.items() if k != STEP)
-        rows.append({STEP: int(step), **{k: v for k, v in values if v is not None}})
-    if not rows:
-        problems.append(ReadProblem(path, None, "no rows with a 'step'; skipped"))
-        return None
-    return rows_frame(rows, run)
+        values = ((k, number(v)) for k, v in record.items() if k not in (STEP, RUN))
+        row = {STEP: int(step), **{k: v for k, v in values if v is not None}}
+        if RUN in record:  # one file holding several runs, like a table with a `run` column
+            row[RUN] = str(record[RUN])
+        rows.append(row)
+    return rows_frame(rows) if rows else None
 
 
 # ---------------------------------------------------------------- trainer_state.json
@@ -125,7 +150,9 @@ def read_state(path: Path, problems: list[ReadProblem]) -> dict[str, Any] | None
 
 def state_source(path: Path, state: dict[str, Any], run: str, problems: list[ReadProblem]) -> Source | None:
     entries = (entry for entry in state["log_history"] if isinstance(entry, dict))
-    frame = _records_frame(entries, path, run, problems)
-    if frame is None:
+    rows = _records_frame(entries)
+    if rows is None:
+        problems.append(ReadProblem(path, None, "no entry with a 'step' in its log_history; skipped"))
         return None
+    frame = rows.select(pl.lit(run, dtype=pl.String).alias(RUN), pl.exclude(RUN))  # one run, whatever it says
     return Source(run, "trainer_state", path, frame.lazy(), metric_keys(frame), size=path.stat().st_size)

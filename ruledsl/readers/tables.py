@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from ..frames import RUN, STEP
-from .common import ReadProblem, Source, numeric_columns
+from .common import ReadProblem, Source, numeric_columns, run_column
 
 CSV_SCHEMA_ROWS = 10_000  # rows polars reads to guess CSV column types
 
@@ -30,10 +30,8 @@ def read_table(path: Path, run: str, problems: list[ReadProblem]) -> Source | No
         problems.append(ReadProblem(path, None, f"the '{STEP}' column holds {schema[STEP]}, not numbers; skipped"))
         return None
     keys = numeric_columns(schema)
-    run_id = pl.lit(run, dtype=pl.String)
-    if RUN in schema:  # several runs in one table: each named under the file's own id
-        run_id = pl.concat_str(pl.lit(run + "/"), pl.col(RUN).cast(pl.String))
-    frame = lazy.select(run_id.alias(RUN), pl.col(STEP).cast(pl.Int64),
+    # several runs in one table (a `run` column): each named under the file's own id
+    frame = lazy.select(run_column(run, RUN in schema), pl.col(STEP).cast(pl.Int64),
                         *(pl.col(k).cast(pl.Float64) for k in keys))
     return Source(run, kind, path, frame, tuple(keys), size=path.stat().st_size, multi_run=RUN in schema)
 

@@ -9,7 +9,6 @@ same rules apply as on `trainer_state.json`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from .common import ReadProblem, Source, rows_frame
@@ -82,6 +81,5 @@ def _scalar(value, tensor_util) -> float | None:
         except Exception:
             return None
         if array.size == 1 and array.dtype.kind in "fiu":
-            number = float(array.reshape(()).item())
-            return number if not math.isnan(number) or array.dtype.kind == "f" else None
+            return float(array.reshape(()).item())
     return None
