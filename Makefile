@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/batch.py --quick
+	$(BIN)/python benchmarks/audit.py --quick
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
