@@ -44,6 +44,17 @@ class Source:
     keys: tuple[str, ...]
     metadata: Path | None = None
     multi_run: bool = False  # a table with its own `run` column
+    # For a multi-run table: the rows as stored (its own `run` names) and the projection that
+    # makes `frame` of them, so that some of its runs can be read alone (filter pushed to the scan).
+    stored: pl.LazyFrame | None = None
+    projection: tuple[pl.Expr, ...] = ()
+
+    def only_runs(self, runs: list[str]) -> pl.LazyFrame:
+        """The rows of these runs (ids as in `frame`)."""
+        if self.stored is None:
+            return self.frame.filter(pl.col(RUN).is_in(runs))
+        own_names = [r[len(self.run) + 1:] for r in runs]
+        return self.stored.filter(pl.col(RUN).cast(pl.String).is_in(own_names)).select(self.projection)
     size: int = 0  # bytes on disk, to decide on the streaming engine
     notes: list[str] = field(default_factory=list)
 

@@ -37,9 +37,11 @@ def read_jsonl(path: Path, run: str, problems: list[ReadProblem]) -> Source | No
         return None
     named = any(RUN in f.columns for f in frames)
     parts = [spill.put(f) if spill else f.lazy() for f in frames]
-    lazy = (parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed"))
-    lazy = lazy.select(run_column(run, named), pl.col(STEP), pl.exclude(STEP, RUN))
-    return Source(run, "jsonl", path, lazy, metric_keys(lazy), size=size, multi_run=named)
+    stored = (parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed"))
+    projection = (run_column(run, named), pl.col(STEP), pl.exclude(STEP, RUN))
+    lazy = stored.select(projection)
+    return Source(run, "jsonl", path, lazy, metric_keys(lazy), size=size, multi_run=named,
+                  stored=stored if named else None, projection=projection)
 
 
 def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:
