@@ -116,3 +116,11 @@ def test_progress_line_only_when_asked_and_never_on_stdout(monkeypatch):
 def test_forced_progress_keeps_json_clean():
     records, _ = audit_json(str(EXAMPLES), env={"RULEDSL_PROGRESS": "1"})
     assert records  # stdout parsed as JSON: the progress line (if any) went to stderr
+
+
+def test_a_file_of_another_kind_is_said(tmp_path: Path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("step 1: fine\n")
+    result = ruledsl("audit", str(notes), str(EXAMPLES / "sft_nan"), "--format", "json")
+    assert result.returncode == 0 and f"warning: {notes}: not a log ruledsl reads" in result.stderr
+    assert {r["run"] for r in json.loads(result.stdout)} == {"sft_nan"}

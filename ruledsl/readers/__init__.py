@@ -50,6 +50,10 @@ def read_archive(paths: list[Path], progress: Progress | None = None) -> Archive
         if not root.exists():
             archive.problems.append(ReadProblem(root, None, "no such file or directory"))
             continue
+        if root.is_file() and not discovery.is_log_file(root):
+            archive.problems.append(ReadProblem(root, None, "not a log ruledsl reads (*.jsonl, *.csv, *.parquet, "
+                                                            "trainer_state.json, TensorBoard event files); skipped"))
+            continue
         specs.extend(discovery.discover(root))
     for done, spec in enumerate(specs, start=1):
         source = _read_spec(spec, archive)

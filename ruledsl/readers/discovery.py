@@ -42,6 +42,11 @@ class RunSpec:
     metadata: Path | None = None  # diagnostics/run.json (or run.json beside a metrics.jsonl)
 
 
+def is_log_file(path: Path) -> bool:
+    """Whether a file given by itself is in a format ruledsl reads."""
+    return path.suffix in TABLE_SUFFIXES or path.name == STATE_FILE or tfevents.EVENT_FILE_MARK in path.name
+
+
 def discover(root: Path) -> list[RunSpec]:
     """The runs under `root` (a directory or one file), in path order."""
     if root.is_file():
