@@ -70,8 +70,9 @@ def test_blocks_tokens_and_damage(tmp_path: Path, monkeypatch, spill: bool):
         (58, "truncated or corrupt line; skipped"), (121, "not a JSON object; skipped")]
 
 
-def test_a_file_without_a_final_newline_and_a_word_column(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(jsonlog, "BLOCK_BYTES", 64)
+@pytest.mark.parametrize("block", [64, 16])  # 16: every line is longer than a block
+def test_a_file_without_a_final_newline_and_a_word_column(tmp_path: Path, monkeypatch, block: int):
+    monkeypatch.setattr(jsonlog, "BLOCK_BYTES", block)
     lines = [json.dumps({"step": s, "loss": s / 10, "model": "tiny"}) for s in range(30)]
     path = tmp_path / "a.jsonl"
     path.write_text("\n".join(lines))
