@@ -30,13 +30,15 @@ def read_jsonl(path: Path, run: str, problems: list[ReadProblem]) -> Source | No
     """A JSON Lines log; a `run` field in its lines names several runs (`<run>/<name>`)."""
     size = path.stat().st_size
     spill = _Spill() if size > SPILL_BYTES else None
-    frames = [frame for offset, block in _blocks(path)
-              if (frame := _parse_block(block, offset, path, problems)) is not None]
-    if not frames:
+    parts, named = [], False
+    for offset, block in _blocks(path):  # each block parsed, then kept or spilled, before the next
+        frame = _parse_block(block, offset, path, problems)
+        if frame is not None:
+            named = named or RUN in frame.columns
+            parts.append(spill.put(frame) if spill else frame.lazy())
+    if not parts:
         problems.append(ReadProblem(path, None, "no rows with a 'step'; skipped"))
         return None
-    named = any(RUN in f.columns for f in frames)
-    parts = [spill.put(f) if spill else f.lazy() for f in frames]
     stored = (parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed"))
     projection = (run_column(run, named), pl.col(STEP), pl.exclude(STEP, RUN))
     lazy = stored.select(projection)
