@@ -134,6 +134,7 @@ def write_mlflow(store: Path, runs: dict[str, Rows]) -> list[str]:
     payload = json.dumps({name: [[s, {k: _json_number(v) for k, v in values.items()}] for s, values in rows]
                           for name, rows in runs.items()})
     env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_TRACKING_URI": "",
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
            "GIT_PYTHON_REFRESH": "quiet"}
     result = subprocess.run([sys.executable, "-c", MLFLOW_SCRIPT, str(store)], input=payload, text=True,
                             capture_output=True, env=env, timeout=120, check=True)
