@@ -4,7 +4,7 @@ and the shape of a source (one run, or several when a table has a `run` column).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class Source:
     path: Path
     frame: pl.LazyFrame
     keys: tuple[str, ...]
+    size: int = 0  # bytes on disk, to decide on streaming
     metadata: Path | None = None
     multi_run: bool = False  # a table with its own `run` column
     # For a multi-run table: the rows as stored (its own `run` names) and the projection that
@@ -55,8 +56,6 @@ class Source:
             return self.frame.filter(pl.col(RUN).is_in(runs))
         own_names = [r[len(self.run) + 1:] for r in runs]
         return self.stored.filter(pl.col(RUN).cast(pl.String).is_in(own_names)).select(self.projection)
-    size: int = 0  # bytes on disk, to decide on the streaming engine
-    notes: list[str] = field(default_factory=list)
 
 
 def number(value: Any) -> float | None:
