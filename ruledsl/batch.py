@@ -48,14 +48,15 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     for source, choice in zip(archive.sources, choices):
         groups.setdefault(choice.trainer, []).append(source)
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
-    runs = _run_ids(archive.sources)
     if stream:
         parts = [engine.audit_by_trainer([(chunk.collect(engine="streaming"), t)], rules)
                  for t, sources in groups.items() for chunk in _chunks(sources, chunk_rows)]
         records = _sorted(pl.concat(parts, how="vertical_relaxed"))
-        return ArchiveAudit(records, _concat([s.frame for s in archive.sources]), runs, notes, True)
+        return ArchiveAudit(records, _concat([s.frame for s in archive.sources]), _run_ids(archive.sources),
+                            notes, True)
     in_memory = pl.collect_all([_concat([s.frame for s in sources]) for sources in groups.values()])
     records = engine.audit_by_trainer(list(zip(in_memory, groups)), rules)
+    runs = [run for frame in in_memory for run in frame[RUN].unique(maintain_order=True).to_list()]
     return ArchiveAudit(records, _concat([f.lazy() for f in in_memory]), runs, notes, False)
 
 
