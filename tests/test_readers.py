@@ -258,3 +258,15 @@ def test_table_output_counts_runs_inside_tables(tmp_path: Path):
     write_jsonl(tmp_path / "one.jsonl", rows)
     result = ruledsl("audit", str(tmp_path), "--trainer", "sft")
     assert result.returncode == 0 and "Audited 2 run(s)" in result.stdout
+
+
+def test_other_logs_inside_an_output_dir_are_not_dropped(tmp_path: Path):
+    rows = example_rows("sft_nan")
+    out = tmp_path / "out"
+    write_checkpoints(out, rows, every=800)
+    write_jsonl(out / "metrics.jsonl", rows)  # a log beside the state: the same run, audited once
+    write_table(out / "exports" / "eval.csv", rows)  # something else kept there: a run of its own
+    records, stderr = audit_json(str(tmp_path), "--trainer", "sft")
+    assert {r["run"] for r in records} == {"out", "out/exports/eval"}
+    assert "note: out: audited metrics.jsonl (to step 800)" in stderr
+    assert len([r for r in records if r["run"] == "out"]) == len(SFT_NAN_EPISODES)

@@ -4,9 +4,11 @@
 - A training output directory is one run, however many logs of it there are: a
   directory with a `trainer_state.json`, `checkpoint-N/trainer_state.json`
   directories, or ruledsl's `diagnostics/` (`run.json`, `metrics.jsonl`). Its
-  candidate logs are the callback's `diagnostics/metrics.jsonl`, every
-  `trainer_state.json` (its own and its checkpoints') and the TensorBoard event
-  files under it; which one is audited is decided once they are read (`choose`).
+  candidate logs are the callback's `diagnostics/metrics.jsonl` (or a
+  `metrics.jsonl` beside the state), every `trainer_state.json` (its own and its
+  checkpoints') and the TensorBoard event files under it; which one is audited is
+  decided once they are read (`readers._training_dir`). Other logs below it are
+  runs of their own.
 - Elsewhere, each `*.jsonl`, `*.csv`, `*.parquet` file is a run, and so is each
   directory holding TensorBoard event files.
 
@@ -57,21 +59,31 @@ def discover(root: Path) -> list[RunSpec]:
     return specs
 
 
-def _walk(directory: Path, root: Path, specs: list[RunSpec]) -> None:
+def _walk(directory: Path, root: Path, specs: list[RunSpec], in_training_dir: bool = False) -> None:
+    """`in_training_dir`: below an output directory, whose event files are already its run's."""
     if mlflow_store.is_run_dir(directory):
         specs.append(RunSpec(_relative(directory, root), "mlflow", directory))
         return  # artifacts are not logs
-    if _is_training_dir(directory):
-        specs.append(_training_spec(directory, root))
-        return
     entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    events = [Path(e.path) for e in entries if e.is_file() and tfevents.EVENT_FILE_MARK in e.name]
-    if events:
-        specs.append(RunSpec(_relative(directory, root), "tensorboard", directory, event_files=events))
+    skipped: set[str] = set()
+    if _is_training_dir(directory):
+        spec = _training_spec(directory, root)
+        specs.append(spec)
+        # the run's own logs are in spec; any other log below is a run of its own
+        skipped = {DIAGNOSTICS_DIR} | {e.name for e in entries if CHECKPOINT.match(e.name)}
+        if spec.callback_log == directory / METRICS_FILE:
+            skipped.add(METRICS_FILE)
+        in_training_dir = True
+    elif not in_training_dir:
+        events = [Path(e.path) for e in entries if e.is_file() and tfevents.EVENT_FILE_MARK in e.name]
+        if events:
+            specs.append(RunSpec(_relative(directory, root), "tensorboard", directory, event_files=events))
     for entry in entries:
         path = Path(entry.path)
+        if entry.name in skipped:
+            continue
         if entry.is_dir() and not entry.name.startswith("."):
-            _walk(path, root, specs)
+            _walk(path, root, specs, in_training_dir)
         elif entry.is_file() and path.suffix in TABLE_SUFFIXES and entry.name not in NOT_LOGS:
             specs.append(_file_spec(path, root))
 
@@ -86,8 +98,10 @@ def _is_training_dir(directory: Path) -> bool:
 def _training_spec(directory: Path, root: Path) -> RunSpec:
     spec = RunSpec(_relative(directory, root), "training_dir", directory)
     diagnostics = directory / DIAGNOSTICS_DIR
-    if (diagnostics / METRICS_FILE).is_file():
-        spec.callback_log = diagnostics / METRICS_FILE
+    for candidate in (diagnostics / METRICS_FILE, directory / METRICS_FILE):  # the callback's, or one beside
+        if candidate.is_file():
+            spec.callback_log = candidate
+            break
     if (diagnostics / RUN_META_FILE).is_file():
         spec.metadata = diagnostics / RUN_META_FILE
     if (directory / STATE_FILE).is_file():
