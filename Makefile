@@ -33,6 +33,7 @@ docs: $(CORE)
 
 bench: $(FULL)
 	$(BIN)/python benchmarks/batch.py --quick
+	$(BIN)/python benchmarks/audit.py --quick
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

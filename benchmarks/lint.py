@@ -38,7 +38,7 @@ def rule_text(index: int, rng: random.Random) -> str:
     trainer = rng.choice(sorted(METRICS))
     numbers = {"a": round(rng.uniform(0, 1), 3), "b": round(rng.uniform(1, 5), 3), "p": rng.randint(10, 90),
                "k": rng.randint(2, 10), "e": round(rng.uniform(0, 0.01), 4)}
-    lines = [f"# yaml-language-server: $schema=../schemas/rule.schema.json", f"name: generated_rule_{index}",
+    lines = ["# yaml-language-server: $schema=../schemas/rule.schema.json", f"name: generated_rule_{index}",
              f"trainers: [{trainer}]"]
     if rng.random() < 0.8:
         lines += [f"metric: {rng.choice(METRICS[trainer])}",

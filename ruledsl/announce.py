@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any, Mapping, TextIO
 
-from .report import ICONS
+from .report.table import severity_mark
 
 LOG_LEVELS = {"low": logging.INFO, "medium": logging.WARNING, "high": logging.WARNING,
               "critical": logging.ERROR}
@@ -14,10 +14,7 @@ LOG_LEVELS = {"low": logging.INFO, "medium": logging.WARNING, "high": logging.WA
 
 def alert_text(record: Mapping[str, Any], *, plain: bool) -> str:
     """`🚨 [HIGH] rule_name at step N` and the indented message (no icon when plain)."""
-    severity = str(record.get("severity", ""))
-    mark = f"[{severity.upper()}]"
-    if not plain and severity in ICONS:
-        mark = f"{ICONS[severity]} {mark}"
+    mark = severity_mark(str(record.get("severity", "")), terminal=not plain)
     return f"{mark} {record.get('rule')} at step {record.get('first_step')}\n    {record.get('message')}"
 
 

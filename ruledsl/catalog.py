@@ -33,6 +33,10 @@ class Catalog:
     config_classes: Mapping[str, str] = field(default_factory=dict)
     # keys transformers.Trainer itself logs for every trainer
     generic_keys: Sequence[str] = ()
+    # trainer id → the keys it logs whatever its settings (for guessing a run's trainer)
+    always_keys: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # trainer ids TRL calls stable (not experimental)
+    stable_trainers: frozenset[str] = frozenset()
 
     def candidates(self, name: str, trainers: Iterable[str] | None = None) -> tuple[str, ...]:
         """`name` itself, then the catalog's keys for it and these trainers, each once."""
@@ -83,6 +87,8 @@ class Catalog:
             trainer_keys={t: tuple(entry.get("keys", ())) for t, entry in trainers.items()},
             config_classes={t: entry["config_class"] for t, entry in trainers.items() if entry.get("config_class")},
             generic_keys=tuple(data.get("generic_keys", ())),
+            always_keys={t: tuple(entry.get("always", ())) for t, entry in trainers.items()},
+            stable_trainers=frozenset(t for t, entry in trainers.items() if entry.get("stable")),
         )
 
 

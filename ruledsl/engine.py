@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -22,6 +22,7 @@ from .rule import Rule, rule_from_inline
 RECORD_FIELDS = ("run", "rule", "severity", "trainer", "metric", "first_step", "last_step",
                  "n_evals", "value", "message")
 EVALUATION_FIELDS = ("run", "step", "rule", "fired", "value")
+GROUP = "__group"  # which (frame, trainer) pair an episode came from
 
 
 @dataclass(frozen=True)
@@ -134,24 +135,52 @@ def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
 
 
 def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-          catalog: Catalog | None = None, output: str = "polars"):
+          catalog: Catalog | None = None, output: str = "polars", streaming: bool = False):
     """One record per alert episode, with exactly the fields of spec §4."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in _frames(rule_set, log)]
-    if parts:
-        found = backend.episodes(pl.concat(parts, how="vertical")).collect().sort(RUN, "first_step", "rule")
-    else:
-        found = pl.DataFrame()
-    by_name = {c.rule.name: c for c in rule_set}
-    records = [_record(row, by_name[row["rule"]], rule_set.trainer) for row in found.iter_rows(named=True)]
-    result = pl.DataFrame(records, schema=_record_schema(log), orient="row") if records else \
-        pl.DataFrame(schema=_record_schema(log))
-    return _deliver(result, output, log)
+    return _deliver(_audit_logs([(log, rule_set)], streaming), output, log)
 
 
-def _record_schema(log: LogFrame) -> dict[str, pl.DataType]:
-    run_dtype = log.lazy.collect_schema()[RUN]
+def audit_by_trainer(groups: Sequence[tuple[Any, str | None]], rules: Iterable[RuleLike], *,
+                     catalog: Catalog | None = None, streaming: bool = False) -> pl.DataFrame:
+    """Audit frames whose runs come from different trainers, each with its own rules.
+
+    `groups` pairs a frame (its runs) with their trainer id (None: unknown). The
+    rules are compiled once per trainer, and every group goes through one query;
+    each record's `trainer` is its group's. Records are sorted by run, first_step, rule.
+    """
+    rules = list(rules)
+    compiled: dict[str | None, RuleSet] = {}
+    pairs = []
+    for frame, trainer in groups:
+        if trainer not in compiled:
+            compiled[trainer] = compile_rules(rules, trainer=trainer, catalog=catalog)
+        pairs.append((to_log_frame(frame), compiled[trainer]))
+    return _audit_logs(pairs, streaming)
+
+
+def _audit_logs(pairs: list[tuple[LogFrame, RuleSet]], streaming: bool) -> pl.DataFrame:
+    """The episodes of every (log, rule set) pair, from one collected query."""
+    queries = []
+    for group, (log, rule_set) in enumerate(pairs):
+        parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in _frames(rule_set, log)]
+        if parts:
+            queries.append(backend.episodes(pl.concat(parts, how="vertical"))
+                           .with_columns(pl.lit(group, dtype=pl.Int64).alias(GROUP)))
+    schema = _record_schema(pairs[0][0]) if pairs else _record_schema(None)
+    if not queries:
+        return pl.DataFrame(schema=schema)
+    query = pl.concat(queries, how="vertical_relaxed")
+    found = query.collect(engine="streaming" if streaming else "auto").sort(RUN, "first_step", "rule")
+    by_name = [{c.rule.name: c for c in rule_set} for _, rule_set in pairs]
+    records = [_record(row, by_name[row[GROUP]][row["rule"]], pairs[row[GROUP]][1].trainer)
+               for row in found.iter_rows(named=True)]
+    return pl.DataFrame(records, schema=schema, orient="row") if records else pl.DataFrame(schema=schema)
+
+
+def _record_schema(log: LogFrame | None) -> dict[str, pl.DataType]:
+    run_dtype = log.lazy.collect_schema()[RUN] if log is not None else pl.String
     return {"run": run_dtype, "rule": pl.String, "severity": pl.String, "trainer": pl.String,
             "metric": pl.String, "first_step": pl.Int64, "last_step": pl.Int64, "n_evals": pl.Int64,
             "value": pl.Float64, "message": pl.String}

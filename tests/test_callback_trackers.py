@@ -8,7 +8,6 @@ import logging
 import struct
 from pathlib import Path
 
-import pytest
 
 from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
 

@@ -13,7 +13,7 @@ from ruledsl.announce import alert_text, is_plain
 from ruledsl.diagnostics_files import DiagnosticsFiles
 from ruledsl.errors import RuleSyntaxError
 from ruledsl.loader import load_rules
-from ruledsl.readers import read_runs
+from ruledsl.readers import read_archive
 from ruledsl.trainers import config_classes, trainer_id
 
 
@@ -137,8 +137,9 @@ def test_files_are_appended_line_by_line_and_readable(tmp_path):
     again.write_metrics(2, {"loss": 0.4})
     again.close()
     assert len((tmp_path / "diag" / "metrics.jsonl").read_text().splitlines()) == 2
-    frame, runs, problems = read_runs([tmp_path / "diag"])
-    assert not problems and [r.run for r in runs] == ["diag"] and frame.height == 2
+    archive = read_archive([tmp_path / "diag"])
+    assert not archive.problems and [s.run for s in archive.sources] == ["diag"]
+    assert archive.sources[0].frame.collect().height == 2
 
 
 def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):

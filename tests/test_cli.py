@@ -1,21 +1,11 @@
 """The `ruledsl` command, run as a real subprocess on real files."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from cli_helpers import EXAMPLES, ruledsl
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "runs"
 REAL_LOGS = Path(__file__).parent / "data" / "real_trl_logs"
-
-
-def ruledsl(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ruledsl", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**os.environ, "NO_COLOR": "1"})
 
 
 def test_help_teaches():

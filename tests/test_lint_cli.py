@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_run import ROOT, ruledsl
+from cli_helpers import ROOT, ruledsl
 from ruledsl.loader import read_rule_file
 
 LEGACY = Path(__file__).parent / "data" / "lint" / "legacy_format"

@@ -21,7 +21,7 @@ from conformance_cases import assert_episodes, load_cases, rule_mapping, wide_fr
 from ruledsl.catalog import Catalog
 from ruledsl.loader import load_rules
 from ruledsl.monitor import AlertEvent, Monitor
-from ruledsl.readers import read_runs
+from ruledsl.readers import read_archive
 
 CASES = load_cases()
 REAL_LOGS = sorted((Path(__file__).parent / "data" / "real_trl_logs").glob("*.jsonl"))
@@ -147,8 +147,9 @@ def test_real_trl_logs_give_the_audit_records(path, blocks):
         monitor = Monitor(rules, trainer=trainer, run=path.stem)
         events = [e for step, values in rows for e in monitor.update(step, values)] + monitor.finish()
         if blocks == 1:  # audit the file itself, read as `ruledsl audit` reads it
-            frame, _, problems = read_runs([path])
-            assert not problems
+            archive = read_archive([path])
+            assert not archive.problems and len(archive.sources) == 1
+            frame = archive.sources[0].frame
         else:
             frame = pl.DataFrame([{"step": s, **v} for s, v in rows]).with_columns(pl.lit(path.stem).alias("run"))
         expected = ruledsl.audit(frame, rules, trainer=trainer).to_dicts()

@@ -4,7 +4,7 @@ import json
 
 import yaml
 
-from cli_run import ROOT, ruledsl
+from cli_helpers import ROOT, ruledsl
 
 RULE = """\
 name: sft_loss_high

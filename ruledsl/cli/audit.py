@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .. import engine
+import polars as pl
+
+from ..batch import audit_archive
 from ..errors import FrameError, RuleSyntaxError
 from ..loader import RuleLoadError, load_rules
-from ..readers import read_runs
-from ..report import SEVERITY_RANK, Format, render
+from ..readers import read_archive
+from ..report import SEVERITY_RANK, Format, ReportContext, choose_format, render
 from ..rule import SEVERITIES, rule_from_inline
 from .app import app, fail
+from .progress import ProgressLine
 
 
 @app.command()
 def audit(
     paths: List[Path] = typer.Argument(..., help="Log files or directories: *.jsonl (metrics.jsonl), "
-                                       "trainer_state.json, *.csv, *.parquet. Each file is a run."),
+                                       "trainer_state.json (newest checkpoint), *.csv, *.parquet, TensorBoard "
+                                       "event files, MLflow stores (mlruns/). Each run is found once."),
     rules: List[Path] = typer.Option([], "--rules", help="A rule file or directory (repeatable)."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Leave out the builtin rule library."),
-    trainer: Optional[str] = typer.Option(None, "--trainer", help="Trainer id of the runs (sft, dpo, grpo, …); "
-                                          "unknown: every rule runs."),
+    trainer: Optional[str] = typer.Option(None, "--trainer", help="Trainer id of every run (sft, dpo, grpo, …). "
+                                          "Without it: the run's diagnostics/run.json, else a guess from its "
+                                          "metric keys, else unknown (every rule runs)."),
     alert: List[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\"."),
-    output_format: Format = typer.Option(Format.table, "--format", help="table, json (one array of spec §4 "
-                                         "records) or jsonl."),
+    output_format: Optional[Format] = typer.Option(None, "--format", help="table (default), json (one array of "
+                                                   "spec §4 records), jsonl, csv, markdown or html (with charts); "
+                                                   "without it, the --output suffix chooses (.json, .md, …)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the report here instead of stdout."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
                                           "or worse is found (low, medium, high, critical)."),
+    streaming: Optional[bool] = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
+                                             "streaming engine (bounded memory). Default: only for archives "
+                                             "larger than a quarter of the machine's memory."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
     if fail_on is not None and fail_on not in SEVERITY_RANK:
@@ -42,18 +52,35 @@ def audit(
         fail(str(exc))
     except RuleSyntaxError as exc:
         fail(f"in --alert:\n{exc}")
-    frame, runs, problems = read_runs(list(paths))
-    for problem in problems:
+    progress = ProgressLine("reading logs")
+    archive = read_archive(list(paths), progress=progress)
+    progress.close()
+    for problem in archive.problems:
         typer.echo(f"warning: {problem}", err=True)
-    if not runs:
+    for note in archive.notes:
+        typer.echo(f"note: {note}", err=True)
+    if not archive.sources:
         fail("no readable run under the given paths")
     try:
-        records = engine.audit(frame, rule_set, trainer=trainer)
+        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming)
     except FrameError as exc:
         fail(str(exc))
-    report = render(records, output_format, len(runs), len(rule_set), trainer)
+    except pl.exceptions.PolarsError as exc:  # a table damaged past the rows polars checked up front
+        fail(f"reading the logs failed: {str(exc).strip().splitlines()[0]}")
+    for note in audited.notes:
+        typer.echo(f"note: {note}", err=True)
+    records, frame, runs = audited.records, audited.frame, audited.runs
+    chosen, mismatch = choose_format(output_format, output)
+    if mismatch:
+        typer.echo(f"warning: {mismatch}", err=True)
+    context = ReportContext(frame, rule_set, n_runs=len(runs), trainer=trainer,
+                            terminal=output is None and sys.stdout.isatty())
+    report = render(records, chosen, context)
     if output is not None:
-        output.write_text(report, encoding="utf-8")
+        try:
+            output.write_text(report, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write the report to {output}: {exc.strerror or exc}")
     else:
         typer.echo(report, nl=False)
     if fail_on is not None and any(SEVERITY_RANK[s] >= SEVERITY_RANK[fail_on] for s in records["severity"]):

@@ -1,0 +1,125 @@
+"""An archive of runs → alert records, each run audited with its own trainer's rules.
+
+The runs are grouped by trainer (spec §8, `trainers.choose`) and every group
+goes through one engine query (`engine.audit_by_trainer`). Each group's rows are
+read once into memory first: the engine's plan reads every metric's series
+separately, and from memory that is much cheaper than scanning the files (and
+recomputing run ids) once per series.
+
+Streaming (asked for, or automatic past a share of the machine's memory) bounds
+memory instead: runs are independent, so the archive is audited a chunk of whole
+runs at a time (filters pushed down to the file scans), each chunk read with
+polars' streaming engine, and only the records are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import polars as pl
+
+from . import engine, trainers
+from .frames import RUN
+from .readers import Archive, Source
+from .rule import Rule
+
+STREAMING_SHARE_OF_MEMORY = 0.25  # inputs larger than this share of RAM stream automatically
+CHUNK_ROWS = 1_000_000  # rows a streaming chunk holds, at most (one run may exceed it)
+
+
+@dataclass
+class ArchiveAudit:
+    records: pl.DataFrame
+    frame: pl.LazyFrame  # every run's rows, for reports that plot them
+    runs: list[str]
+    notes: list[str] = field(default_factory=list)
+    streaming: bool = False
+
+
+def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None = None,
+                  streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> ArchiveAudit:
+    """`trainer` (the --trainer option) applies to every run; otherwise each run's own."""
+    notes: list[str] = []
+    choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
+    notes.extend(_guess_notes(archive.sources, choices))
+    groups: dict[str | None, list[Source]] = {}
+    for source, choice in zip(archive.sources, choices):
+        groups.setdefault(choice.trainer, []).append(source)
+    stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
+    if stream:
+        parts = [engine.audit_by_trainer([(chunk.collect(engine="streaming"), t)], rules)
+                 for t, sources in groups.items() for chunk in _chunks(sources, chunk_rows)]
+        records = _sorted(pl.concat(parts, how="vertical_relaxed"))
+        return ArchiveAudit(records, _concat([s.frame for s in archive.sources]), _run_ids(archive.sources),
+                            notes, True)
+    in_memory = pl.collect_all([_concat([s.frame for s in sources]) for sources in groups.values()])
+    records = engine.audit_by_trainer(list(zip(in_memory, groups)), rules)
+    runs = [run for frame in in_memory for run in frame[RUN].unique(maintain_order=True).to_list()]
+    return ArchiveAudit(records, _concat([f.lazy() for f in in_memory]), runs, notes, False)
+
+
+def _chunks(sources: list[Source], chunk_rows: int) -> Iterator[pl.LazyFrame]:
+    """Lazy frames of whole runs, about `chunk_rows` rows each."""
+    pending: list[pl.LazyFrame] = []
+    pending_rows = 0
+    for source in sources:
+        rows = source.frame.select(pl.len()).collect(engine="streaming").item()
+        if source.multi_run and rows > chunk_rows:
+            names = _run_ids([source])
+            per_chunk = max(1, chunk_rows * len(names) // max(rows, 1))
+            for start in range(0, len(names), per_chunk):
+                yield source.only_runs(names[start:start + per_chunk])
+            continue
+        if pending and pending_rows + rows > chunk_rows:
+            yield _concat(pending)
+            pending, pending_rows = [], 0
+        pending.append(source.frame)
+        pending_rows += rows
+    if pending:
+        yield _concat(pending)
+
+
+def _sorted(records: pl.DataFrame) -> pl.DataFrame:
+    return records.sort("run", "first_step", "rule", maintain_order=True)
+
+
+def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _run_ids(sources: list[Source]) -> list[str]:
+    """The run ids; a table with a `run` column is asked for its own (one column read)."""
+    ids: list[str] = []
+    for source in sources:
+        if source.multi_run:
+            ids.extend(source.frame.select(pl.col(RUN).unique(maintain_order=True))
+                       .collect(engine="streaming")[RUN].to_list())
+        else:
+            ids.append(source.run)
+    return ids
+
+
+def _guess_notes(sources: list[Source], choices: list[trainers.TrainerChoice]) -> list[str]:
+    """One line per guessed trainer (and one per reason a trainer stayed unknown), naming a few runs."""
+    by_outcome: dict[str, list[str]] = {}
+    for source, choice in zip(sources, choices):
+        if choice.origin == "guess":
+            by_outcome.setdefault(f"trainer {choice.trainer} guessed from the metric keys of", []).append(source.run)
+        elif choice.origin == "unknown":
+            by_outcome.setdefault(f"trainer unknown ({choice.detail}), every rule runs, for", []).append(source.run)
+    return [f"{what} {_few(runs)} (--trainer sets it)" for what, runs in by_outcome.items()]
+
+
+def _few(runs: list[str], shown: int = 4) -> str:
+    named = ", ".join(runs[:shown])
+    more = f" and {len(runs) - shown} more" if len(runs) > shown else ""
+    return f"{len(runs)} run(s): {named}{more}"
+
+
+def _memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: never stream by default
+        return 2**62

@@ -1,0 +1,158 @@
+"""Which runs a directory tree holds, each once, and which files make each of them.
+
+- An MLflow run directory (`meta.yaml` + `metrics/`) is one run.
+- A training output directory is one run, however many logs of it there are: a
+  directory with a `trainer_state.json`, `checkpoint-N/trainer_state.json`
+  directories, or ruledsl's `diagnostics/` (`run.json`, `metrics.jsonl`). Its
+  candidate logs are the callback's `diagnostics/metrics.jsonl` (or a
+  `metrics.jsonl` beside the state), every `trainer_state.json` (its own and its
+  checkpoints') and the TensorBoard event files under it; which one is audited is
+  decided once they are read (`readers._training_dir`). Other logs below it are
+  runs of their own.
+- Elsewhere, each `*.jsonl`, `*.csv`, `*.parquet` file is a run, and so is each
+  directory holding TensorBoard event files.
+
+A run's id is its path relative to the audited root (without the file suffix).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import mlflow_store, tfevents
+
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+DIAGNOSTICS_DIR, METRICS_FILE, RUN_META_FILE, ALERTS_FILE = "diagnostics", "metrics.jsonl", "run.json", "alerts.jsonl"
+TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
+NOT_LOGS = {ALERTS_FILE, RUN_META_FILE}  # the callback's own outputs beside its metrics.jsonl
+
+
+@dataclass
+class RunSpec:
+    """A run found on disk: its id, its kind, and the files to read for it."""
+
+    run: str
+    kind: str  # "training_dir", "mlflow", "tensorboard", "file"
+    path: Path  # the run's directory or file
+    callback_log: Path | None = None  # training_dir: diagnostics/metrics.jsonl
+    states: list[tuple[int | None, Path]] = field(default_factory=list)  # (checkpoint N or None, file)
+    event_files: list[Path] = field(default_factory=list)
+    metadata: Path | None = None  # diagnostics/run.json (or run.json beside a metrics.jsonl)
+
+
+def is_log_file(path: Path) -> bool:
+    """Whether a file given by itself is in a format ruledsl reads."""
+    return path.suffix in TABLE_SUFFIXES or path.name == STATE_FILE or tfevents.EVENT_FILE_MARK in path.name
+
+
+def discover(root: Path) -> list[RunSpec]:
+    """The runs under `root` (a directory or one file), in path order."""
+    if root.is_file():
+        return [_file_spec(root, root)]
+    specs: list[RunSpec] = []
+    _walk(root, root, specs)
+    _unique_ids(specs)
+    return specs
+
+
+def _walk(directory: Path, root: Path, specs: list[RunSpec], in_training_dir: bool = False) -> None:
+    """`in_training_dir`: below an output directory, whose event files are already its run's."""
+    if mlflow_store.is_run_dir(directory):
+        specs.append(RunSpec(_relative(directory, root), "mlflow", directory))
+        return  # artifacts are not logs
+    entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    skipped: set[str] = set()
+    if _is_training_dir(directory):
+        spec = _training_spec(directory, root)
+        specs.append(spec)
+        # the run's own logs are in spec; any other log below is a run of its own
+        skipped = {DIAGNOSTICS_DIR} | {e.name for e in entries if CHECKPOINT.match(e.name)}
+        if spec.callback_log == directory / METRICS_FILE:
+            skipped.add(METRICS_FILE)
+        in_training_dir = True
+    elif not in_training_dir:
+        events = [Path(e.path) for e in entries if e.is_file() and tfevents.EVENT_FILE_MARK in e.name]
+        if events:
+            specs.append(RunSpec(_relative(directory, root), "tensorboard", directory, event_files=events))
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.name in skipped:
+            continue
+        if entry.is_dir() and not entry.name.startswith("."):
+            _walk(path, root, specs, in_training_dir)
+        elif entry.is_file() and path.suffix in TABLE_SUFFIXES and entry.name not in NOT_LOGS:
+            specs.append(_file_spec(path, root))
+
+
+def _is_training_dir(directory: Path) -> bool:
+    if (directory / STATE_FILE).is_file() or (directory / DIAGNOSTICS_DIR / RUN_META_FILE).is_file() \
+            or (directory / DIAGNOSTICS_DIR / METRICS_FILE).is_file():
+        return True
+    return any(CHECKPOINT.match(p.name) and (p / STATE_FILE).is_file() for p in _subdirs(directory))
+
+
+def _training_spec(directory: Path, root: Path) -> RunSpec:
+    spec = RunSpec(_relative(directory, root), "training_dir", directory)
+    diagnostics = directory / DIAGNOSTICS_DIR
+    for candidate in (diagnostics / METRICS_FILE, directory / METRICS_FILE):  # the callback's, or one beside
+        if candidate.is_file():
+            spec.callback_log = candidate
+            break
+    if (diagnostics / RUN_META_FILE).is_file():
+        spec.metadata = diagnostics / RUN_META_FILE
+    if (directory / STATE_FILE).is_file():
+        spec.states.append((None, directory / STATE_FILE))
+    for sub in _subdirs(directory):
+        match = CHECKPOINT.match(sub.name)
+        if match and (sub / STATE_FILE).is_file():
+            spec.states.append((int(match.group(1)), sub / STATE_FILE))
+    spec.event_files = sorted((p for p in directory.rglob(f"*{tfevents.EVENT_FILE_MARK}*")
+                               if p.is_file() and not any(CHECKPOINT.match(part) for part in
+                                                          p.relative_to(directory).parts)),
+                              key=lambda p: p.name)
+    return spec
+
+
+def _file_spec(path: Path, root: Path) -> RunSpec:
+    if path.name == STATE_FILE:
+        spec = RunSpec(_relative(path.parent, root.parent if root.is_file() else root), "training_dir", path.parent)
+        spec.states.append((None, path))
+        return spec
+    if tfevents.EVENT_FILE_MARK in path.name:
+        run = _relative(path.parent, root.parent if root.is_file() else root)
+        return RunSpec(run, "tensorboard", path.parent, event_files=[path])
+    base = root.parent if root.is_file() else root
+    named_by_folder = path.name == METRICS_FILE
+    target = path.parent if named_by_folder else path.with_suffix("")
+    if named_by_folder and target.name == DIAGNOSTICS_DIR:
+        target = target.parent
+    spec = RunSpec(_relative(target, base), "file", path)
+    if named_by_folder and (path.parent / RUN_META_FILE).is_file():
+        spec.metadata = path.parent / RUN_META_FILE
+    return spec
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        relative = path.relative_to(root).as_posix()
+    except ValueError:  # above the root (a metrics.jsonl given directly): its folder's name
+        relative = ""
+    return relative if relative not in ("", ".") else (path.name or root.resolve().name)
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    return sorted(Path(e.path) for e in os.scandir(directory) if e.is_dir())
+
+
+def _unique_ids(specs: list[RunSpec]) -> None:
+    """Two files that would share an id (`a.csv`, `a.jsonl`) keep their suffixes."""
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.run] = seen.get(spec.run, 0) + 1
+    for spec in specs:
+        if seen[spec.run] > 1 and spec.kind == "file":
+            spec.run = spec.run + spec.path.suffix

@@ -1,0 +1,85 @@
+"""TensorBoard event files (`events.out.tfevents.*`), read with tensorboard's own
+event loader (optional extra `tensorboard`, imported only when such files exist).
+
+transformers' TensorBoardCallback writes each logged key as a scalar tagged
+`train/<key>`, `eval/<key without eval_>` or `test/<key without test_>` at the
+global step; those tags are mapped back to the keys the Trainer logged, so the
+same rules apply as on `trainer_state.json`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import ReadProblem, Source, rows_frame
+
+EVENT_FILE_MARK = "tfevents"
+TAG_PREFIXES = {"train/": "", "eval/": "eval_", "test/": "test_"}  # written prefix → log key prefix
+INSTALL_HINT = "reading TensorBoard event files needs the tensorboard package: pip install 'ruledsl[tensorboard]'"
+
+
+def is_event_file(path: Path) -> bool:
+    return EVENT_FILE_MARK in path.name and path.is_file()
+
+
+def log_key(tag: str) -> str:
+    """The Trainer's log key for a TensorBoard tag: `train/loss` → `loss`, `eval/loss` → `eval_loss`."""
+    for written, key_prefix in TAG_PREFIXES.items():
+        if tag.startswith(written) and len(tag) > len(written):
+            return key_prefix + tag[len(written):]
+    return tag
+
+
+def read_events(paths: list[Path], run: str, problems: list[ReadProblem]) -> Source | None:
+    """The scalars of one run's event files (oldest file first: a resumed run's later
+    values win at the steps it logs again, spec §2)."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        from tensorboard.util import tensor_util
+    except ImportError:
+        problems.append(ReadProblem(paths[0], None, INSTALL_HINT + "; skipped"))
+        return None
+    by_step: dict[int, dict[str, float]] = {}
+    for path in sorted(paths, key=lambda p: p.name):
+        _read_file(path, EventFileLoader, tensor_util, by_step, problems)
+    if not by_step:
+        problems.append(ReadProblem(paths[0], None, "no scalar values in these event files; skipped"))
+        return None
+    rows = [{"step": step, **values} for step, values in by_step.items()]
+    frame = rows_frame(rows, run)
+    return Source(run, "tensorboard", paths[0].parent, frame.lazy(), tuple(frame.columns[2:]),
+                  size=sum(p.stat().st_size for p in paths))
+
+
+def _read_file(path: Path, loader_class, tensor_util, by_step: dict[int, dict[str, float]],
+               problems: list[ReadProblem]) -> None:
+    count = 0
+    try:
+        for event in loader_class(str(path)).Load():
+            count += 1
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                number = _scalar(value, tensor_util)
+                if number is not None:
+                    by_step.setdefault(int(event.step), {})[log_key(value.tag)] = number
+    except Exception as exc:  # a damaged record: keep what came before it, say where it stopped
+        problems.append(ReadProblem(path, None, f"unreadable after event {count} ({type(exc).__name__}: "
+                                                f"{exc}); the events before it are audited"))
+    if count == 0:
+        problems.append(ReadProblem(path, None, "no events (empty or not an event file); skipped"))
+
+
+def _scalar(value, tensor_util) -> float | None:
+    """A summary value's number: `simple_value` (tensorboardX, torch) or a scalar tensor (TF 2)."""
+    kind = value.WhichOneof("value")
+    if kind == "simple_value":
+        return float(value.simple_value)
+    if kind == "tensor":
+        try:
+            array = tensor_util.make_ndarray(value.tensor)
+        except Exception:
+            return None
+        if array.size == 1 and array.dtype.kind in "fiu":
+            return float(array.reshape(()).item())
+    return None

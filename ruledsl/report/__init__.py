@@ -1,0 +1,61 @@
+"""Alert records → reports: a table for the terminal, JSON, JSON Lines and CSV for
+programs, Markdown and HTML with charts for people (one module per format)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import polars as pl
+
+from .context import ReportContext
+from .document import build
+from .html import to_html
+from .markdown import to_markdown
+from .records import to_csv, to_json, to_jsonl
+from .table import SEVERITY_RANK, to_table
+
+__all__ = ["Format", "ReportContext", "SEVERITY_RANK", "choose_format", "render"]
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    markdown = "markdown"
+    html = "html"
+
+
+SUFFIX_FORMATS = {".txt": Format.table, ".json": Format.json, ".jsonl": Format.jsonl,
+                  ".ndjson": Format.jsonl, ".csv": Format.csv, ".md": Format.markdown,
+                  ".markdown": Format.markdown, ".html": Format.html, ".htm": Format.html}
+
+
+def choose_format(requested: Format | None, output: Path | None) -> tuple[Format, str | None]:
+    """The format to write, and a warning when --format and the --output suffix disagree.
+
+    --format wins when given. Without it, a known --output suffix chooses
+    (report.html → html); otherwise the table.
+    """
+    implied = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if requested is None:
+        return implied or Format.table, None
+    if implied is not None and implied is not requested:
+        return requested, (f"writing {requested.value} to {output}, whose suffix "
+                           f"{output.suffix} suggests {implied.value} (--format wins)")
+    return requested, None
+
+
+def render(records: pl.DataFrame, output_format: Format, context: ReportContext) -> str:
+    if output_format is Format.json:
+        return to_json(records)
+    if output_format is Format.jsonl:
+        return to_jsonl(records)
+    if output_format is Format.csv:
+        return to_csv(records)
+    if output_format is Format.markdown:
+        return to_markdown(build(records, context))
+    if output_format is Format.html:
+        return to_html(build(records, context))
+    return to_table(records, context)

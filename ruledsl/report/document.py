@@ -1,0 +1,74 @@
+"""The content of a full report (markdown, html), independent of its markup.
+
+A report has a headline (runs, rules, trainer), episode counts per severity,
+the table of alert records, one chart per alerted (run, metric) with the
+alerts it shows, and the rules that fired with their descriptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from ..plots import line_chart
+from ..rule import Rule
+from .context import ReportContext, panels, window_mean
+from .records import plain_record, plain_records
+from .table import headline, severity_counts
+
+
+@dataclass(frozen=True)
+class Chart:
+    run: Any
+    key: str
+    svg: str
+    alerts: list[dict]  # the plain records drawn on it
+
+
+@dataclass(frozen=True)
+class Document:
+    headline: str
+    counts: list[tuple[str, int]]
+    records: list[dict]
+    charts: list[Chart]
+    fired: list[Rule]  # the rules with at least one alert, in order of first appearance
+
+
+def build(records: pl.DataFrame, context: ReportContext) -> Document:
+    by_name = {rule.name: rule for rule in context.rules}
+    fired = [by_name[name] for name in dict.fromkeys(records["rule"].to_list()) if name in by_name]
+    return Document(headline(context), severity_counts(records), plain_records(records),
+                    [_chart(p) for p in panels(records, context)], fired)
+
+
+def _chart(panel) -> Chart:
+    mean, mean_label = None, ""
+    if len(panel.windows) == 1:  # the rules compare a window mean with their levels: draw it too
+        (window,) = panel.windows
+        mean, mean_label = window_mean(panel.series, window), f"mean of {window}"
+    svg = line_chart(panel.series, panel.bands, panel.levels, title=f"{panel.run} · {panel.key}",
+                     mean=mean, mean_label=mean_label)
+    return Chart(panel.run, panel.key, svg, [plain_record(r) for r in panel.records])
+
+
+def run_heading(chart: Chart) -> str:
+    trainer = chart.alerts[0]["trainer"]
+    return f"Run {chart.run}" + (f" (trainer {trainer})" if trainer else " (trainer unknown)")
+
+
+def condition_text(rule: Rule) -> str:
+    """The condition as a reader needs it: a shorthand with the metric it applies to."""
+    source = rule.condition.source
+    return f"{rule.metric} {source}" if rule.condition.is_shorthand and rule.metric else source
+
+
+def steps_text(record: dict) -> str:
+    first, last = record["first_step"], record["last_step"]
+    return f"{first}–{last}" if first != last else str(first)
+
+
+def value_text(record: dict) -> str:
+    value = record["value"]
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,89 @@
+"""A Markdown report (GitHub-flavoured tables) with each chart embedded as an image.
+
+Charts are `<img src="data:image/svg+xml;base64,…">` tags: one line of HTML
+with nothing in it that markdown could re-read, which VS Code, Markdown
+Preview Enhanced, Jupyter, pandoc and browsers' markdown viewers show. GitHub
+shows neither data: URIs nor inline <svg> (its sanitizer drops both); there the
+image falls back to its alt text and everything else still reads (docs/report.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from ..plots import escape
+from .document import Chart, Document, condition_text, run_heading, steps_text, value_text
+
+# Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
+# strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
+_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_text(text: object) -> str:
+    """User text safe in a markdown paragraph or table cell: no markup, no HTML, one line."""
+    text = " ".join(str(text).splitlines())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _SPECIAL.sub(r"\\\1", text)
+
+
+def to_markdown(doc: Document) -> str:
+    lines = ["# ruledsl audit report", "", md_text(doc.headline + "."), ""]
+    lines += _summary(doc)
+    if doc.records:
+        lines += _alerts(doc) + _charts(doc) + _rules(doc)
+    else:
+        lines += ["No alerts.", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _summary(doc: Document) -> list[str]:
+    rows = [f"| {s} | {n} |" for s, n in doc.counts]
+    return ["## Summary", "", "| severity | alert episodes |", "|---|---:|", *rows,
+            f"| **total** | **{len(doc.records)}** |", ""]
+
+
+def _alerts(doc: Document) -> list[str]:
+    rows = ["| " + " | ".join(_cells(r)) + " |" for r in doc.records]
+    return ["## Alerts", "", "| run | rule | severity | metric | steps | evaluations | value | message |",
+            "|---|---|---|---|---|---:|---:|---|", *rows, ""]
+
+
+def _cells(record: dict) -> list[str]:
+    metric = md_text(record["metric"]) if record["metric"] is not None else "(expression)"
+    return [md_text(record["run"]), md_text(record["rule"]), record["severity"], metric,
+            steps_text(record), str(record["n_evals"]), md_text(value_text(record)), md_text(record["message"])]
+
+
+def _charts(doc: Document) -> list[str]:
+    lines = ["## Charts", "",
+             "Each chart shows one alerted metric of one run over its steps: the logged values (line), "
+             "non-finite values (red ticks at the bottom), the alert episodes (shaded, in the colour of "
+             "their severity) and the thresholds of the rules (dashed).", ""]
+    run = object()
+    for chart in doc.charts:
+        if chart.run != run:
+            run = chart.run
+            lines += [f"### {md_text(run_heading(chart))}", ""]
+        lines += _chart(chart)
+    return lines
+
+
+def _chart(chart: Chart) -> list[str]:
+    data = base64.b64encode(chart.svg.encode("utf-8")).decode("ascii")
+    alt = escape(" ".join(f"{chart.key} over steps in run {chart.run}".split()))  # one line, in an attribute
+    items = [f"- **{r['severity']}** {md_text(r['rule'])}, steps {steps_text(r)}: {md_text(r['message'])}"
+             for r in chart.alerts]
+    return [f"#### {md_text(chart.key)}", "", f'<img alt="{alt}" src="data:image/svg+xml;base64,{data}">', "",
+            *items, ""]
+
+
+def _rules(doc: Document) -> list[str]:
+    lines = ["## Rules that fired", ""]
+    for rule in doc.fired:
+        lines.append(f"- **{md_text(rule.name)}** ({rule.severity}): condition {md_text(condition_text(rule))}")
+        if rule.description:
+            lines.append(f"  - {md_text(rule.description)}")
+        lines.append(f"  - message: {md_text(rule.message.source)}")
+        lines += [f"  - reference: {md_text(ref)}" for ref in rule.reference]
+    return lines + [""]

@@ -1,0 +1,53 @@
+"""Alert records as data: JSON (one array), JSON Lines and CSV, with the fields of spec §4.
+
+All three carry the same records in the same order (the engine's: run,
+first_step, rule) and write a non-finite `value` as "nan", "inf" or "-inf".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import polars as pl
+
+from ..engine import RECORD_FIELDS
+
+
+def to_json(records: pl.DataFrame) -> str:
+    return json.dumps(plain_records(records), indent=2) + "\n"
+
+
+def to_jsonl(records: pl.DataFrame) -> str:
+    return "".join(json.dumps(r) + "\n" for r in plain_records(records))
+
+
+def to_csv(records: pl.DataFrame) -> str:
+    """A header of the §4 fields, then one row a record; null is an empty cell."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")  # quotes cells holding commas, quotes or newlines
+    writer.writerow(RECORD_FIELDS)
+    for record in plain_records(records):
+        writer.writerow("" if record[f] is None else _cell(record[f]) for f in RECORD_FIELDS)
+    return out.getvalue()
+
+
+def _cell(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)  # repr: the shortest exact float
+
+
+def json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def plain_records(records: pl.DataFrame) -> list[dict]:
+    """The records as dicts of JSON values, fields in the order of spec §4."""
+    return [plain_record(row) for row in records.iter_rows(named=True)]
+
+
+def plain_record(row: dict) -> dict:
+    return {k: json_value(row[k]) for k in RECORD_FIELDS}

@@ -1,0 +1,68 @@
+"""Alert records as a text table for people: grouped by run, worst severity first.
+
+On a terminal each severity gets an icon and (unless NO_COLOR is set) a
+colour; anywhere else (a pipe, a file) the text is plain. Control characters in
+run ids and messages are shown escaped, so a log cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+
+import polars as pl
+
+from ..rule import SEVERITIES
+from .context import ReportContext
+
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+ICONS = {"low": "·", "medium": "⚠", "high": "🚨", "critical": "🔥"}
+COLOURS = {"low": "2", "medium": "33", "high": "31", "critical": "1;31"}  # ANSI SGR codes
+
+
+def to_table(records: pl.DataFrame, context: ReportContext) -> str:
+    colour = context.terminal and not os.environ.get("NO_COLOR")
+    lines = [headline(context) + "."]
+    if records.is_empty():
+        return "\n".join(lines + ["No alerts."]) + "\n"
+    ordered = records.with_columns(
+        pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int64).alias("_rank")
+    ).sort(["run", "_rank", "first_step"], descending=[False, True, False])
+    for (run,), group in ordered.group_by("run", maintain_order=True):
+        lines.append(f"\n{printable(run)}")
+        for row in group.iter_rows(named=True):
+            lines.append(f"  {severity_mark(row['severity'], context.terminal, colour)} {row['rule']}  {_steps(row)}")
+            lines.append(f"      {printable(row['message'])}")
+    lines.append(f"\n{len(records)} alert episode(s): {severity_summary(records)}.")
+    return "\n".join(lines) + "\n"
+
+
+def headline(context: ReportContext) -> str:
+    trainer = f" for trainer {context.trainer}" if context.trainer else " (each run with the rules for its trainer)"
+    return f"Audited {context.n_runs} run(s) with {context.n_rules} rule(s){trainer}"
+
+
+def severity_counts(records: pl.DataFrame) -> list[tuple[str, int]]:
+    """(severity, episodes) for every severity, worst first."""
+    counts = dict(records.group_by("severity").len().iter_rows()) if not records.is_empty() else {}
+    return [(s, counts.get(s, 0)) for s in reversed(SEVERITIES)]
+
+
+def severity_summary(records: pl.DataFrame) -> str:
+    return ", ".join(f"{n} {s}" for s, n in severity_counts(records) if n)
+
+
+def severity_mark(severity: str, terminal: bool, colour: bool = False) -> str:
+    """`[HIGH]`; with its icon on a terminal, in colour when asked."""
+    mark = f"[{severity.upper()}]"
+    if colour:
+        mark = f"\x1b[{COLOURS[severity]}m{mark}\x1b[0m"
+    return f"{ICONS[severity]} {mark}" if terminal else mark
+
+
+def _steps(row: dict) -> str:
+    return f"steps {row['first_step']}–{row['last_step']} ({row['n_evals']} evaluations)"
+
+
+def printable(text: object) -> str:
+    """Text with control characters (escape sequences, newlines) written as \\x.. escapes."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))

@@ -1,0 +1,128 @@
+"""`ruledsl audit` plumbing through the real command: the trainer of each run, exit
+codes, JSON records, the streaming engine, and the progress line."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+from cli_helpers import EXAMPLES, audit_json, ruledsl
+from log_writers import REAL_LOGS
+from ruledsl.cli import progress as progress_module
+from ruledsl.engine import RECORD_FIELDS
+
+
+def copy_example(run: str, target: Path) -> Path:
+    shutil.copytree(EXAMPLES / run, target)
+    return target
+
+
+def rules_by_run(records: list[dict]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for r in records:
+        found.setdefault(r["run"], set()).add(r["rule"])
+    return found
+
+
+def test_each_run_gets_its_own_trainer_guessed_from_its_keys():
+    records, stderr = audit_json(str(EXAMPLES))
+    trainers = {r["run"]: r["trainer"] for r in records}
+    assert trainers == {"dpo_stuck": "dpo", "grpo_is_collapse": "grpo", "sft_nan": "sft"}
+    # with the trainer known, the SFT rule no longer fires on the DPO run (examples/README.md)
+    assert "sft_loss_flat" not in rules_by_run(records)["dpo_stuck"]
+    assert "trainer dpo guessed from the metric keys of 2 run(s): dpo_healthy, dpo_stuck" in stderr
+
+
+def test_run_metadata_beats_the_guess_and_the_option_beats_both(tmp_path: Path):
+    run = copy_example("dpo_stuck", tmp_path / "out" / "diagnostics")
+    (run / "run.json").write_text(json.dumps({"trainer": "sft"}))
+    records, stderr = audit_json(str(tmp_path))
+    assert {r["trainer"] for r in records} == {"sft"} and "guessed" not in stderr
+    assert rules_by_run(records)["out"] == {"sft_loss_flat"}  # no DPO rule for an SFT run
+
+    records, _ = audit_json(str(tmp_path), "--trainer", "dpo")
+    assert {r["trainer"] for r in records} == {"dpo"}
+    assert "dpo_loss_stuck_ln2" in rules_by_run(records)["out"] and "sft_loss_flat" not in rules_by_run(records)["out"]
+
+
+def test_unguessable_run_runs_every_rule(tmp_path: Path):
+    # A real GRPO capture: RLOO logs the very same keys, so the guess is left open.
+    shutil.copy(REAL_LOGS / "grpo.jsonl", tmp_path / "grpo.jsonl")
+    records, stderr = audit_json(str(tmp_path), "--no-builtin",
+                                 "--alert", "grpo: loss > -1e30 -> low: a GRPO rule",
+                                 "--alert", "rloo: loss > -1e30 -> low: an RLOO rule")
+    assert {r["trainer"] for r in records} == {None} and len(records) == 2  # both rules ran
+    assert "trainer unknown (its keys fit several trainers (" in stderr and "), every rule runs" in stderr
+    fitting = stderr.split("several trainers (")[1].split(")")[0].split(", ")
+    assert {"grpo", "rloo"} <= set(fitting)  # (and the experimental trainers built on GRPO)
+
+
+def test_unreadable_metadata_is_said_and_the_guess_used(tmp_path: Path):
+    run = copy_example("dpo_stuck", tmp_path / "out" / "diagnostics")
+    (run / "run.json").write_text('{"trainer": ')
+    records, stderr = audit_json(str(tmp_path))
+    assert f"{run / 'run.json'}: unreadable run metadata" in stderr
+    assert {r["trainer"] for r in records} == {"dpo"}
+
+
+def test_fail_on_gates_on_the_worst_severity():
+    assert ruledsl("audit", str(EXAMPLES), "--fail-on", "critical").returncode == 1  # sft_nan
+    assert ruledsl("audit", str(EXAMPLES / "dpo_stuck"), "--fail-on", "critical").returncode == 0  # high only
+    assert ruledsl("audit", str(EXAMPLES / "dpo_stuck"), "--fail-on", "high").returncode == 1
+    result = ruledsl("audit", str(EXAMPLES), "--fail-on", "severe")
+    assert result.returncode == 2 and "--fail-on takes one of" in result.stderr
+
+
+def test_json_records_fields_and_order(tmp_path: Path):
+    records, _ = audit_json(str(EXAMPLES))
+    assert records and all(tuple(r) == RECORD_FIELDS for r in records)
+    assert records == sorted(records, key=lambda r: (r["run"], r["first_step"], r["rule"]))
+    output = tmp_path / "alerts.json"
+    result = ruledsl("audit", str(EXAMPLES), "--format", "json", "--output", str(output))
+    assert result.returncode == 0 and result.stdout == ""
+    assert json.loads(output.read_text()) == records
+
+
+def test_streaming_engine_gives_the_same_records():
+    streamed, _ = audit_json(str(EXAMPLES), "--streaming")
+    in_memory, _ = audit_json(str(EXAMPLES), "--no-streaming")
+    assert streamed == in_memory and streamed
+
+
+def test_nothing_readable_is_a_usage_error(tmp_path: Path):
+    (tmp_path / "notes.jsonl").write_text("hello\n")
+    result = ruledsl("audit", str(tmp_path))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'notes.jsonl'}:1: truncated or corrupt line" in result.stderr
+    assert "no readable run" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_progress_line_only_when_asked_and_never_on_stdout(monkeypatch):
+    monkeypatch.setattr(progress_module, "DELAY_SECONDS", 0.0)
+    monkeypatch.setenv(progress_module.FORCE_VARIABLE, "1")
+    stream = io.StringIO()  # not a terminal, but forced
+    line = progress_module.ProgressLine("reading logs", stream)
+    for done in range(1, 4):
+        line(done, 3)
+    line.close()
+    assert stream.getvalue().endswith("] 3/3\n") and stream.getvalue().startswith("\rreading logs [")
+    monkeypatch.delenv(progress_module.FORCE_VARIABLE)
+    quiet = io.StringIO()
+    line = progress_module.ProgressLine("reading logs", quiet)
+    line(1, 1), line.close()
+    assert quiet.getvalue() == ""  # not a terminal
+
+
+def test_forced_progress_keeps_json_clean():
+    records, _ = audit_json(str(EXAMPLES), env={"RULEDSL_PROGRESS": "1"})
+    assert records  # stdout parsed as JSON: the progress line (if any) went to stderr
+
+
+def test_a_file_of_another_kind_is_said(tmp_path: Path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("step 1: fine\n")
+    result = ruledsl("audit", str(notes), str(EXAMPLES / "sft_nan"), "--format", "json")
+    assert result.returncode == 0 and f"warning: {notes}: not a log ruledsl reads" in result.stderr
+    assert {r["run"] for r in json.loads(result.stdout)} == {"sft_nan"}
