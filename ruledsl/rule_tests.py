@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import polars as pl
+
 from .catalog import Catalog, builtin_catalog
 from .engine import audit
 from .monitor import Monitor
@@ -68,8 +70,6 @@ def _number(value: Any, key: str) -> float:
 def batch_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
                    catalog: Catalog | None) -> list[dict[str, Any]]:
     """The episodes `audit` reports for the case's log."""
-    import polars as pl  # the engine already needs it; imported here to keep this module light
-
     long = pl.DataFrame(
         [(TEST_RUN, step, key, value) for step, metrics in rows for key, value in metrics.items()],
         schema={"run": pl.String, "step": pl.Int64, "key": pl.String, "value": pl.Float64}, orient="row")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Optional
 
@@ -65,8 +66,6 @@ def _find(text: str) -> Rule:
     except (RuleLoadError, yaml.YAMLError) as exc:
         fail(str(exc))
     if text not in by_name:
-        import difflib
-
         close = difflib.get_close_matches(text, list(by_name), n=3)
         fail(f"no builtin rule named {text!r}" + (f"; did you mean {', '.join(close)}?" if close else
                                                    " (give a file path or an inline alert)"))

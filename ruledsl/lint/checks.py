@@ -7,6 +7,7 @@ problem in the rule; they report it. Codes and their meaning: ruledsl/codes.py.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -153,7 +154,5 @@ def failing_tests(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnos
 
 
 def _closest(word: str, candidates: list[str]) -> str | None:
-    import difflib
-
     matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
