@@ -68,11 +68,11 @@ def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
 
     polars divides by a scalar as a multiplication by its reciprocal, which is off by
     one ulp about a third of the time (5/3 → 1.6666666666666665): enough to miss a
-    threshold met exactly. A full-length divisor (the row index times 0, plus the
-    scalar) takes the element-wise division kernel instead.
+    threshold met exactly. A full-length divisor (the row index as a float times 0,
+    plus the scalar: the index is finite, so this is the scalar exactly) takes the
+    element-wise division kernel instead.
     """
-    full_length = pl.col(INDEX) * 0 + denominator
-    return numerator / full_length.cast(pl.Float64)
+    return numerator / (pl.col(INDEX).cast(pl.Float64) * 0.0 + denominator)
 
 
 def window_mean(x: pl.Expr, window: int) -> pl.Expr:
@@ -316,37 +316,46 @@ class RuleColumns:
     def baseline(self) -> pl.Expr:
         return _or_null(self.term.baseline)
 
+    def evaluated(self, first: int = 0) -> pl.Expr:
+        """The rows from the rule's evaluation `first` of the run on (evaluations are
+        consecutive rows from d on); compared with the index directly, no subtraction."""
+        return pl.col(INDEX) >= self.term.defined_from + first
+
     @property
-    def evaluation_index(self) -> pl.Expr:
-        """0 at the first evaluation of a run: evaluations are consecutive rows from d on."""
-        return pl.col(INDEX) - self.term.defined_from
+    def fires_at_run_start(self) -> bool:
+        """Whether the first row of a run can fire (d = 0, nothing else to wait for)."""
+        return self.term.defined_from == 0 and self.rule.sustain <= 1 and self.rule.min_steps <= 1
 
     def _fired(self) -> pl.Expr:
         """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
-        holds, e, n = self.term.holds.fill_null(False), self.evaluation_index, self.rule.sustain
+        holds, n = self.term.holds.fill_null(False), self.rule.sustain
         if n > 1:
             # Evaluations of neighbouring runs touch in the column; the index masks them.
-            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & (e >= n - 1)
+            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & self.evaluated(n - 1)
         else:
-            fired = holds & (e >= 0)
+            fired = holds & self.evaluated()
         if self.rule.min_steps > 0:
             fired = fired & (pl.col(INDEX) >= self.rule.min_steps - 1)
         return fired
 
     def start(self) -> pl.Expr:
-        """Where an episode begins: fired, and not fired at the previous row of the run
-        (rows before the first evaluation never fire)."""
+        """Where an episode begins: fired, and not fired at the previous row of the run.
+        A rule that cannot fire at a run's first row needs no run check: the row before
+        a firing row is then always of the same run."""
         fired = pl.col(self.name("fired"))
-        return fired & ~(fired.shift(1).fill_null(False) & pl.col(CONTINUED))
+        before = fired.shift(1).fill_null(False)
+        return fired & ~(before & pl.col(CONTINUED) if self.fires_at_run_start else before)
 
     def end(self) -> pl.Expr:
-        """Where an episode ends: fired, and not fired at the next row of the run."""
+        """Where an episode ends: fired, and not fired at the next row of the run (which,
+        for a rule that cannot fire at a run's first row, is not fired when of the next run)."""
         fired = pl.col(self.name("fired"))
-        return fired & ~(fired.shift(-1).fill_null(False) & pl.col(CONTINUES))
+        after = fired.shift(-1).fill_null(False)
+        return fired & ~(after & pl.col(CONTINUES) if self.fires_at_run_start else after)
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
-        return frame.filter(self.evaluation_index >= 0).select(
+        return frame.filter(self.evaluated()).select(
             RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).alias(FIRED),
             self.value.alias(VALUE))
 
@@ -362,9 +371,9 @@ def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFra
     ends (its length is the difference of their indexes): the frame is read once and
     only those rows, few, are kept and split by rule.
     """
-    # Rows are consecutive evaluations of a run while the index goes up by one.
-    frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
-                               (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
+    if any(c.fires_at_run_start for c in columns):  # only those rules need the run boundaries
+        frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
+                                   (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
     edges = (frame.with_columns(e for c in columns for e in (c.start().alias(c.name("start")),
                                                           c.end().alias(c.name("end"))))
              .filter(pl.any_horizontal(pl.col(c.name(part)) for c in columns for part in ("start", "end"))))
