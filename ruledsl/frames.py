@@ -4,7 +4,12 @@ A frame comes as a polars DataFrame or LazyFrame or a pandas DataFrame, in
 wide form (`run` optional, `step`, one column per metric key, null = key
 absent) or long form (`run`, `step`, `key`, `value`). `LogFrame` turns any of
 these into one lazy, merged table sorted by (run, step), and hands out the raw
-series of one metric key per run.
+series of one metric key per run, and the series the engine reads (with each
+row's index in its run).
+
+Most wide logs hold every metric at every row, all finite: such a column's
+series is the log itself, so for a log in memory its index is computed once,
+on the log, instead of once per series (with a filter that keeps every row).
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ import polars as pl
 from .errors import FrameError
 
 RUN, STEP, KEY, VALUE = "run", "step", "key", "value"
+INDEX = "__i"  # position in the series of the run (spec §2's i)
 DEFAULT_RUN = "default"  # the run id of a frame without a `run` column
+
+
+def index_in_run() -> pl.Expr:
+    """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
+    return row - run_start.forward_fill()
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,7 @@ class LogFrame:
     form: str  # "wide" or "long"
     metric_columns: tuple[str, ...]  # wide form: the numeric metric columns
     input_kind: str  # "polars", "lazy" or "pandas": what the caller gave
+    dense: frozenset[str] = frozenset()  # wide metric columns finite at every row; then `lazy` holds INDEX
 
     def present(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Those of `keys` that can appear in this frame."""
@@ -50,6 +64,20 @@ class LogFrame:
                     .filter(pl.col(VALUE).is_not_null())
                     .with_columns(pl.lit(keys[0]).alias(KEY)))
         return self._wide_series_choosing(keys)
+
+    def series(self, candidates: tuple[str, ...], keep_nonfinite: bool = False) -> pl.LazyFrame | None:
+        """`raw_series` without its non-finite values (spec §2: only `nonfinite` sees
+        them) unless kept, with each row's index in its run (INDEX)."""
+        keys = self.present(candidates)
+        if len(keys) == 1 and keys[0] in self.dense:  # the log's rows, its index already computed
+            return self.lazy.select(RUN, STEP, pl.col(keys[0]).cast(pl.Float64).alias(VALUE),
+                                    pl.lit(keys[0]).alias(KEY), INDEX)
+        rows = self.raw_series(candidates)
+        if rows is None:
+            return None
+        if not keep_nonfinite:
+            rows = rows.filter(pl.col(VALUE).is_finite())
+        return rows.with_columns(index_in_run().alias(INDEX))
 
     def _wide_series_choosing(self, keys: tuple[str, ...]) -> pl.LazyFrame:
         choice = _first_appearing(
@@ -95,7 +123,11 @@ def to_log_frame(frame: Any) -> LogFrame:
     if {KEY, VALUE} <= set(columns) and set(columns) <= {RUN, STEP, KEY, VALUE}:
         return LogFrame(_merge_long(lazy), "long", (), kind)
     metric_columns = tuple(c for c in columns if c not in (RUN, STEP) and schema[c].is_numeric())
-    return LogFrame(_merge_wide(lazy, metric_columns), "wide", metric_columns, kind)
+    # Only a frame in memory is checked for dense columns: a lazy one would be read once more.
+    merged, dense = _merge_wide(lazy, metric_columns, check_dense=kind != "lazy" and INDEX not in columns)
+    if dense:
+        merged = merged.with_columns(index_in_run().alias(INDEX)).collect().lazy()
+    return LogFrame(merged, "wide", metric_columns, kind, dense)
 
 
 def _as_lazy(frame: Any) -> tuple[pl.LazyFrame, str]:
@@ -118,27 +150,34 @@ def _step_expr(schema: pl.Schema) -> pl.Expr:
     return pl.col(STEP).cast(pl.Int64, strict=True)
 
 
-def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...]) -> pl.LazyFrame:
+def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_dense: bool
+                ) -> tuple[pl.LazyFrame, frozenset[str]]:
     """Rows with the same (run, step) merge key by key, the later row winning (spec §2).
 
     Logs are nearly always sorted with unique steps already; one cheap pass
-    checks that, and only otherwise do we pay for grouping and sorting.
+    checks that, and only otherwise do we pay for grouping and sorting. The same
+    pass finds, when asked, the dense columns (a finite value at every row) of a
+    log that needs no merging.
     """
+    dense_checks = [pl.col(c).cast(pl.Float64).is_finite().fill_null(False).all().alias(f"__dense{j}")
+                    for j, c in enumerate(metric_columns)] if check_dense else []
     stats = lazy.select(
         (pl.col(RUN).eq_missing(pl.col(RUN).shift(1)) & (pl.col(STEP) <= pl.col(STEP).shift(1)))
         .any().alias("out_of_order"),
         pl.col(RUN).ne_missing(pl.col(RUN).shift(1)).sum().alias("run_blocks"),
         pl.col(RUN).n_unique().alias("runs"),
         pl.col(STEP).null_count().alias("missing_steps"),
+        *dense_checks,
     ).collect()
     row = stats.row(0, named=True)
     if row["missing_steps"]:
         raise FrameError(f"{row['missing_steps']} row(s) have no '{STEP}'")
     if not row["out_of_order"] and row["run_blocks"] == row["runs"]:
-        return lazy.select(RUN, STEP, *metric_columns)
+        dense = frozenset(c for j, c in enumerate(metric_columns) if row.get(f"__dense{j}"))
+        return lazy.select(RUN, STEP, *metric_columns), dense
     return (lazy.group_by(RUN, STEP)
             .agg(pl.col(c).drop_nulls().last() for c in metric_columns)
-            .sort(RUN, STEP))
+            .sort(RUN, STEP)), frozenset()
 
 
 def _merge_long(lazy: pl.LazyFrame) -> pl.LazyFrame:

@@ -25,10 +25,9 @@ from typing import Callable
 import polars as pl
 
 from .. import ast
-from ..frames import KEY, RUN, STEP, VALUE, LogFrame
+from ..frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ..rule import Rule
 
-INDEX = "__i"  # position in the series of the run (spec §2's i)
 CONTINUED, CONTINUES = "__continued", "__continues"  # the row before / after is of the same run
 FIRED = "fired"
 BASELINE = "baseline"
@@ -36,13 +35,6 @@ COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt,
     ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
-
-
-def index_in_run() -> pl.Expr:
-    """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
-    return row - run_start.forward_fill()
 
 
 # Window sums are added left to right, x_(i-W+1) first: the same bits whatever precedes
@@ -185,14 +177,11 @@ class _ShorthandCompiler:
         return Term(~self.x.is_finite(), 0, self.x, None)
 
 
-def shorthand_frame(rules: list[Rule], series: pl.LazyFrame,
-                    nonfinite: bool) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
-    """One frame over a metric's series with the columns of every rule that reads it."""
-    if not nonfinite:
-        series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """One frame over a metric's series (`LogFrame.series`) with the columns of every rule that reads it."""
     compiler = _ShorthandCompiler()
     terms = [compiler.for_window(rule.window).compile(rule.condition.body) for rule in rules]
-    frame = (series.with_columns(index_in_run().alias(INDEX))
+    frame = (series
              .with_columns(expr.alias(name) for name, expr in compiler.features.items())
              .with_columns(expr.alias(name) for name, expr in compiler.derived.items()))
     columns = [RuleColumns(rule, j, term) for j, (rule, term) in enumerate(zip(rules, terms))]
@@ -274,8 +263,7 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
     joined = None
     for j, name in enumerate(names):
         calls = [c for c in compiler.calls if c.metric.name == name]
-        frame = (series[name].filter(pl.col(VALUE).is_finite())
-                 .with_columns(index_in_run().alias(INDEX))
+        frame = (series[name]
                  .select(RUN, STEP, pl.col(VALUE).alias(f"__metric{j}"),
                          *(window_function(c).alias(compiler.calls[c]) for c in calls)))
         joined = frame if joined is None else joined.join(
@@ -412,11 +400,11 @@ def rule_frames(rules: list[tuple[Rule, dict[str, tuple[str, ...]]]], log: LogFr
             nonfinite = isinstance(rule.condition.body, ast.NonFinite)
             shorthand_groups.setdefault((candidates[rule.metric], nonfinite), []).append(rule)
             continue
-        series = {name: log.raw_series(candidates[name]) for name in rule.metrics}
+        series = {name: log.series(candidates[name]) for name in rule.metrics}
         if all(frame is not None for frame in series.values()):
             frames.append(expression_frame(rule, series))
     for (keys, nonfinite), group in shorthand_groups.items():
-        series = log.raw_series(keys)
+        series = log.series(keys, keep_nonfinite=nonfinite)
         if series is not None:
-            frames.append(shorthand_frame(group, series, nonfinite))
+            frames.append(shorthand_frame(group, series))
     return frames
