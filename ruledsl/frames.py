@@ -40,6 +40,7 @@ class LogFrame:
     metric_columns: tuple[str, ...]  # wide form: the numeric metric columns
     input_kind: str  # "polars", "lazy" or "pandas": what the caller gave
     dense: frozenset[str] = frozenset()  # wide metric columns finite at every row; then `lazy` holds INDEX
+    rows: int | None = None  # rows of the input (wide form), a size for choosing how to run queries
 
     def present(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """Those of `keys` that can appear in this frame."""
@@ -124,10 +125,10 @@ def to_log_frame(frame: Any) -> LogFrame:
         return LogFrame(_merge_long(lazy), "long", (), kind)
     metric_columns = tuple(c for c in columns if c not in (RUN, STEP) and schema[c].is_numeric())
     # Only a frame in memory is checked for dense columns: a lazy one would be read once more.
-    merged, dense = _merge_wide(lazy, metric_columns, check_dense=kind != "lazy" and INDEX not in columns)
+    merged, dense, rows = _merge_wide(lazy, metric_columns, check_dense=kind != "lazy" and INDEX not in columns)
     if dense:
         merged = merged.with_columns(index_in_run().alias(INDEX)).collect().lazy()
-    return LogFrame(merged, "wide", metric_columns, kind, dense)
+    return LogFrame(merged, "wide", metric_columns, kind, dense, rows)
 
 
 def _as_lazy(frame: Any) -> tuple[pl.LazyFrame, str]:
@@ -151,7 +152,7 @@ def _step_expr(schema: pl.Schema) -> pl.Expr:
 
 
 def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_dense: bool
-                ) -> tuple[pl.LazyFrame, frozenset[str]]:
+                ) -> tuple[pl.LazyFrame, frozenset[str], int]:
     """Rows with the same (run, step) merge key by key, the later row winning (spec §2).
 
     Logs are nearly always sorted with unique steps already; one cheap pass
@@ -167,6 +168,7 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_dense
         pl.col(RUN).ne_missing(pl.col(RUN).shift(1)).sum().alias("run_blocks"),
         pl.col(RUN).n_unique().alias("runs"),
         pl.col(STEP).null_count().alias("missing_steps"),
+        pl.len().alias("rows"),
         *dense_checks,
     ).collect()
     row = stats.row(0, named=True)
@@ -174,10 +176,10 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_dense
         raise FrameError(f"{row['missing_steps']} row(s) have no '{STEP}'")
     if not row["out_of_order"] and row["run_blocks"] == row["runs"]:
         dense = frozenset(c for j, c in enumerate(metric_columns) if row.get(f"__dense{j}"))
-        return lazy.select(RUN, STEP, *metric_columns), dense
+        return lazy.select(RUN, STEP, *metric_columns), dense, row["rows"]
     return (lazy.group_by(RUN, STEP)
             .agg(pl.col(c).drop_nulls().last() for c in metric_columns)
-            .sort(RUN, STEP)), frozenset()
+            .sort(RUN, STEP)), frozenset(), row["rows"]
 
 
 def _merge_long(lazy: pl.LazyFrame) -> pl.LazyFrame:
