@@ -6,10 +6,21 @@ reach into the previous run is masked by the row's index within its run.
 That is much cheaper than a window per group (`.over("run")`, see
 shared/reference/polars-notes.md).
 
+Each series comes with that index (`LogFrame.series`): a dense column of a log
+in memory (a finite value at every row, the usual case) is read straight off the
+log, whose index is computed once; other series are filtered and indexed each.
+
 All shorthand rules on one metric share one frame: its window statistics are
 columns computed once, each rule adds its `fired` column, and episodes are read
 off the rows where one starts or ends (`episode_edges`). A full expression gets
 a frame of its own (its metrics joined on run and step).
+
+Where the time goes (measured, benchmarks/README.md): the exact window sums, a
+chain of W shifted columns added left to right, are about half of a frame's
+cost and cannot share work between rows without changing the bits; the rest is
+a few column passes per rule. Cheap masks compare the index directly; the run
+boundary checks at episode edges are only built for rules that can fire at a
+run's first row.
 
 One method per node kind, as in sqlglot's generators; shorthand terms and
 full-expression values are separate compilers because they read different
