@@ -6,9 +6,10 @@ reach into the previous run is masked by the row's index within its run.
 That is much cheaper than a window per group (`.over("run")`, see
 shared/reference/polars-notes.md).
 
-Each series comes with that index (`LogFrame.series`): a dense column of a log
-in memory (a finite value at every row, the usual case) is read straight off the
-log, whose index is computed once; other series are filtered and indexed each.
+Each series comes with that index (`LogFrame.series`): a column of a log in
+memory with a value at every row (all finite, unless the rule is `nonfinite`:
+the usual case) is read straight off the log, whose index is computed once;
+other series are filtered and indexed each.
 
 All shorthand rules on one metric share one frame: its window statistics are
 columns computed once, each rule adds its `fired` column, and episodes are read
