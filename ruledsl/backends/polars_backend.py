@@ -6,10 +6,22 @@ reach into the previous run is masked by the row's index within its run.
 That is much cheaper than a window per group (`.over("run")`, see
 shared/reference/polars-notes.md).
 
+Each series comes with that index (`LogFrame.series`): a column of a log in
+memory with a value at every row (all finite, unless the rule is `nonfinite`:
+the usual case) is read straight off the log, whose index is computed once;
+other series are filtered and indexed each.
+
 All shorthand rules on one metric share one frame: its window statistics are
 columns computed once, each rule adds its `fired` column, and episodes are read
 off the rows where one starts or ends (`episode_edges`). A full expression gets
 a frame of its own (its metrics joined on run and step).
+
+Where the time goes (measured, benchmarks/README.md): the exact window sums, a
+chain of W shifted columns added left to right, are about half of a frame's
+cost and cannot share work between rows without changing the bits; the rest is
+a few column passes per rule. Cheap masks compare the index directly; the run
+boundary checks at episode edges are only built for rules that can fire at a
+run's first row.
 
 One method per node kind, as in sqlglot's generators; shorthand terms and
 full-expression values are separate compilers because they read different
@@ -25,10 +37,9 @@ from typing import Callable
 import polars as pl
 
 from .. import ast
-from ..frames import KEY, RUN, STEP, VALUE, LogFrame
+from ..frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ..rule import Rule
 
-INDEX = "__i"  # position in the series of the run (spec §2's i)
 CONTINUED, CONTINUES = "__continued", "__continues"  # the row before / after is of the same run
 FIRED = "fired"
 BASELINE = "baseline"
@@ -36,13 +47,6 @@ COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt,
     ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
-
-
-def index_in_run() -> pl.Expr:
-    """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
-    run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
-    return row - run_start.forward_fill()
 
 
 # Window sums are added left to right, x_(i-W+1) first: the same bits whatever precedes
@@ -68,14 +72,16 @@ def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
 
     polars divides by a scalar as a multiplication by its reciprocal, which is off by
     one ulp about a third of the time (5/3 → 1.6666666666666665): enough to miss a
-    threshold met exactly. A full-length divisor (the row index times 0, plus the
-    scalar) takes the element-wise division kernel instead.
+    threshold met exactly. A full-length divisor (the row index as a float times 0,
+    plus the scalar: the index is finite, so this is the scalar exactly) takes the
+    element-wise division kernel instead.
     """
-    full_length = pl.col(INDEX) * 0 + denominator
-    return numerator / full_length.cast(pl.Float64)
+    return numerator / (pl.col(INDEX).cast(pl.Float64) * 0.0 + denominator)
 
 
 def window_mean(x: pl.Expr, window: int) -> pl.Expr:
+    if window == 1:  # x / 1 is x, bit for bit (NaN, infinities and -0.0 included)
+        return x
     return true_divide(window_sum(x, window), window)
 
 
@@ -185,14 +191,11 @@ class _ShorthandCompiler:
         return Term(~self.x.is_finite(), 0, self.x, None)
 
 
-def shorthand_frame(rules: list[Rule], series: pl.LazyFrame,
-                    nonfinite: bool) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
-    """One frame over a metric's series with the columns of every rule that reads it."""
-    if not nonfinite:
-        series = series.filter(pl.col(VALUE).is_finite())  # spec §2: only nonfinite sees them
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """One frame over a metric's series (`LogFrame.series`) with the columns of every rule that reads it."""
     compiler = _ShorthandCompiler()
     terms = [compiler.for_window(rule.window).compile(rule.condition.body) for rule in rules]
-    frame = (series.with_columns(index_in_run().alias(INDEX))
+    frame = (series
              .with_columns(expr.alias(name) for name, expr in compiler.features.items())
              .with_columns(expr.alias(name) for name, expr in compiler.derived.items()))
     columns = [RuleColumns(rule, j, term) for j, (rule, term) in enumerate(zip(rules, terms))]
@@ -274,8 +277,7 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
     joined = None
     for j, name in enumerate(names):
         calls = [c for c in compiler.calls if c.metric.name == name]
-        frame = (series[name].filter(pl.col(VALUE).is_finite())
-                 .with_columns(index_in_run().alias(INDEX))
+        frame = (series[name]
                  .select(RUN, STEP, pl.col(VALUE).alias(f"__metric{j}"),
                          *(window_function(c).alias(compiler.calls[c]) for c in calls)))
         joined = frame if joined is None else joined.join(
@@ -316,37 +318,46 @@ class RuleColumns:
     def baseline(self) -> pl.Expr:
         return _or_null(self.term.baseline)
 
+    def evaluated(self, first: int = 0) -> pl.Expr:
+        """The rows from the rule's evaluation `first` of the run on (evaluations are
+        consecutive rows from d on); compared with the index directly, no subtraction."""
+        return pl.col(INDEX) >= self.term.defined_from + first
+
     @property
-    def evaluation_index(self) -> pl.Expr:
-        """0 at the first evaluation of a run: evaluations are consecutive rows from d on."""
-        return pl.col(INDEX) - self.term.defined_from
+    def fires_at_run_start(self) -> bool:
+        """Whether the first row of a run can fire (d = 0, nothing else to wait for)."""
+        return self.term.defined_from == 0 and self.rule.sustain <= 1 and self.rule.min_steps <= 1
 
     def _fired(self) -> pl.Expr:
         """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
-        holds, e, n = self.term.holds.fill_null(False), self.evaluation_index, self.rule.sustain
+        holds, n = self.term.holds.fill_null(False), self.rule.sustain
         if n > 1:
             # Evaluations of neighbouring runs touch in the column; the index masks them.
-            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & (e >= n - 1)
+            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & self.evaluated(n - 1)
         else:
-            fired = holds & (e >= 0)
+            fired = holds & self.evaluated()
         if self.rule.min_steps > 0:
             fired = fired & (pl.col(INDEX) >= self.rule.min_steps - 1)
         return fired
 
     def start(self) -> pl.Expr:
-        """Where an episode begins: fired, and not fired at the previous row of the run
-        (rows before the first evaluation never fire)."""
+        """Where an episode begins: fired, and not fired at the previous row of the run.
+        A rule that cannot fire at a run's first row needs no run check: the row before
+        a firing row is then always of the same run."""
         fired = pl.col(self.name("fired"))
-        return fired & ~(fired.shift(1).fill_null(False) & pl.col(CONTINUED))
+        before = fired.shift(1).fill_null(False)
+        return fired & ~(before & pl.col(CONTINUED) if self.fires_at_run_start else before)
 
     def end(self) -> pl.Expr:
-        """Where an episode ends: fired, and not fired at the next row of the run."""
+        """Where an episode ends: fired, and not fired at the next row of the run (which,
+        for a rule that cannot fire at a run's first row, is not fired when of the next run)."""
         fired = pl.col(self.name("fired"))
-        return fired & ~(fired.shift(-1).fill_null(False) & pl.col(CONTINUES))
+        after = fired.shift(-1).fill_null(False)
+        return fired & ~(after & pl.col(CONTINUES) if self.fires_at_run_start else after)
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
-        return frame.filter(self.evaluation_index >= 0).select(
+        return frame.filter(self.evaluated()).select(
             RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).alias(FIRED),
             self.value.alias(VALUE))
 
@@ -362,9 +373,9 @@ def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFra
     ends (its length is the difference of their indexes): the frame is read once and
     only those rows, few, are kept and split by rule.
     """
-    # Rows are consecutive evaluations of a run while the index goes up by one.
-    frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
-                               (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
+    if any(c.fires_at_run_start for c in columns):  # only those rules need the run boundaries
+        frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
+                                   (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
     edges = (frame.with_columns(e for c in columns for e in (c.start().alias(c.name("start")),
                                                           c.end().alias(c.name("end"))))
              .filter(pl.any_horizontal(pl.col(c.name(part)) for c in columns for part in ("start", "end"))))
@@ -403,11 +414,11 @@ def rule_frames(rules: list[tuple[Rule, dict[str, tuple[str, ...]]]], log: LogFr
             nonfinite = isinstance(rule.condition.body, ast.NonFinite)
             shorthand_groups.setdefault((candidates[rule.metric], nonfinite), []).append(rule)
             continue
-        series = {name: log.raw_series(candidates[name]) for name in rule.metrics}
+        series = {name: log.series(candidates[name]) for name in rule.metrics}
         if all(frame is not None for frame in series.values()):
             frames.append(expression_frame(rule, series))
     for (keys, nonfinite), group in shorthand_groups.items():
-        series = log.raw_series(keys)
+        series = log.series(keys, keep_nonfinite=nonfinite)
         if series is not None:
-            frames.append(shorthand_frame(group, series, nonfinite))
+            frames.append(shorthand_frame(group, series))
     return frames
