@@ -24,8 +24,9 @@ $(FULL): $(CORE)
 demo: $(CORE)
 	$(BIN)/ruledsl audit examples/runs
 
+# Two workers: most tests start the real command in a subprocess, and this machine has two cores.
 test: $(FULL)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 docs: $(CORE)
 	$(BIN)/ruledsl grammar --format markdown --output docs
