@@ -84,9 +84,10 @@ def _value(node: ast.Value) -> str:
         return f"({_value(node.left)} {node.op} {_value(node.right)})"
     if node.name == "abs":
         return f"the absolute value of {_value(node.args[0])}"
-    words = ast.FUNCTIONS[node.name].meaning.replace("W", str(node.window)).replace("k", str(node.window))
-    return f"[{words} of {node.metric.name}]" if node.name != "delta" else \
-        f"[the change of {node.metric.name} over the last {node.window} values]"
+    if node.name == "delta":
+        return f"[the change of {node.metric.name} over the last {node.window} values]"
+    words = ast.FUNCTIONS[node.name].meaning.replace("W", str(node.window))
+    return f"[{words} of {node.metric.name}]"
 
 
 def _num(number: ast.Number) -> str:

@@ -160,3 +160,13 @@ def test_every_engine_is_asked_and_a_disagreeing_one_is_named(monkeypatch):
     results = rule_tests.run_rule_tests(rule)
     assert results[0].failures == ["incremental engine: expected episodes starting at steps [2], got []"]
     assert results[1].passed
+
+
+def test_explain_reads_full_expressions_in_words():
+    from ruledsl.explain import meaning
+    from ruledsl.rule import rule_from_inline
+
+    rule = rule_from_inline("dpo: mean(loss, 20) > 2 * baseline(loss, 20) or delta(loss, 3) > 1 -> low: up")
+    assert meaning(rule).startswith(
+        "Fires when ([mean of the last 20 values of loss] is above (2 * [mean of the first 20 values of loss])) "
+        "or ([the change of loss over the last 3 values] is above 1).")

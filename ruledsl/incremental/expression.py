@@ -116,8 +116,9 @@ class _Compiler:
             inner = self.value(node.args[0])
             return lambda s: abs(inner(s))
         j, w = self.positions[node.metric.name], node.window
-        self.functions.append(FunctionUse(j, ast.FUNCTIONS[node.name].first_index(w)))
-        self.capacities[j] = max(self.capacities[j], w + 1 if node.name == "delta" else w)
+        first = ast.FUNCTIONS[node.name].first_index(w)
+        self.functions.append(FunctionUse(j, first))
+        self.capacities[j] = max(self.capacities[j], first + 1)  # values from x_(i-first) to x_i
         if node.name == "baseline":
             self.baselines[j].add(w)
         read = {
