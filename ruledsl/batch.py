@@ -1,7 +1,8 @@
 """An archive of runs → alert records, each run audited with its own trainer's rules.
 
 The runs are grouped by trainer (spec §8, `trainers.choose`) and every group
-goes through one engine query (`engine.audit_by_trainer`). Each group's rows are
+goes through one engine query (`engine.audit_by_trainer`). Only the columns
+some rule of the group may read are read. Each group's rows are
 read once into memory first: the engine's plan reads every metric's series
 separately, and from memory that is much cheaper than scanning the files (and
 recomputing run ids) once per series.
@@ -21,8 +22,9 @@ from typing import Iterator, Sequence
 import polars as pl
 
 from . import engine, trainers
-from .frames import RUN
+from .frames import RUN, STEP
 from .readers import Archive, Source
+from .readers.common import run_column
 from .rule import Rule
 
 STREAMING_SHARE_OF_MEMORY = 0.25  # inputs larger than this share of RAM stream automatically
@@ -44,24 +46,53 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     notes: list[str] = []
     choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
     notes.extend(_guess_notes(archive.sources, choices))
-    groups: dict[str | None, list[Source]] = {}
+    groups: dict[tuple, list[Source]] = {}
+    rule_sets: dict[tuple, engine.RuleSet] = {}
     for source, choice in zip(archive.sources, choices):
-        groups.setdefault(choice.trainer, []).append(source)
+        key = (choice.trainer, choice.candidates)
+        groups.setdefault(key, []).append(source)
+        if key not in rule_sets:
+            rule_sets[key] = engine.compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
+    # Only the columns some rule may read are read (and kept for the report's charts).
+    keys = {key: engine.read_keys(rule_set) for key, rule_set in rule_sets.items()}
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
     if stream:
-        parts = [engine.audit_by_trainer([(chunk.collect(engine="streaming"), t)], rules)
-                 for t, sources in groups.items() for chunk in _chunks(sources, chunk_rows)]
+        parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), rule_sets[key])])
+                 for key, sources in groups.items() for chunk in _chunks(sources, chunk_rows, keys[key])]
         records = _sorted(pl.concat(parts, how="vertical_relaxed"))
-        return ArchiveAudit(records, _concat([s.frame for s in archive.sources]), _run_ids(archive.sources),
-                            notes, True)
-    in_memory = pl.collect_all([_concat([s.frame for s in sources]) for sources in groups.values()])
-    records = engine.audit_by_trainer(list(zip(in_memory, groups)), rules)
-    runs = [run for frame in in_memory for run in frame[RUN].unique(maintain_order=True).to_list()]
-    return ArchiveAudit(records, _concat([f.lazy() for f in in_memory]), runs, notes, False)
+        frame = _concat([_reading(sources, keys[key]) for key, sources in groups.items()])
+        return ArchiveAudit(records, frame, _run_ids(archive.sources), notes, True)
+    plan = [(key, source, frame) for key, sources in groups.items() for source, frame in _parts(sources, keys[key])]
+    in_memory = pl.collect_all([frame for _, _, frame in plan])
+    records = engine.audit_by_trainer([engine.AuditGroup(frame, rule_sets[key], source.run_id if source else None)
+                                       for frame, (key, source, _) in zip(in_memory, plan)])
+    runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
+            for run in frame[RUN].unique(maintain_order=True).to_list()]
+    named = [frame.lazy().with_columns(run_column(source.run, True)) if source else frame.lazy()
+             for frame, (_, source, _) in zip(in_memory, plan)]
+    return ArchiveAudit(records, _concat(named), runs, notes, False)
 
 
-def _chunks(sources: list[Source], chunk_rows: int) -> Iterator[pl.LazyFrame]:
-    """Lazy frames of whole runs, about `chunk_rows` rows each."""
+def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, pl.LazyFrame]]:
+    """What to read into memory: each table of several runs alone, under the run names
+    it holds (its source maps them to run ids), and the one-run sources together."""
+    parts: list[tuple[Source | None, pl.LazyFrame]] = [
+        (s, _only_keys(s.own_runs(), s.keys, keys)) for s in sources if s.multi_run]
+    single = [s for s in sources if not s.multi_run]
+    return parts + ([(None, _reading(single, keys))] if single else [])
+
+
+def _reading(sources: list[Source], keys: set[str]) -> pl.LazyFrame:
+    """The sources' rows with only the columns that hold one of `keys`."""
+    return _concat([_only_keys(s.frame, s.keys, keys) for s in sources])
+
+
+def _only_keys(frame: pl.LazyFrame, present: Sequence[str], keys: set[str]) -> pl.LazyFrame:
+    return frame.select(RUN, STEP, *(k for k in present if k in keys))
+
+
+def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]) -> Iterator[pl.LazyFrame]:
+    """Lazy frames of whole runs, about `chunk_rows` rows each, with the columns of `keys`."""
     pending: list[pl.LazyFrame] = []
     pending_rows = 0
     for source in sources:
@@ -70,12 +101,12 @@ def _chunks(sources: list[Source], chunk_rows: int) -> Iterator[pl.LazyFrame]:
             names = _run_ids([source])
             per_chunk = max(1, chunk_rows * len(names) // max(rows, 1))
             for start in range(0, len(names), per_chunk):
-                yield source.only_runs(names[start:start + per_chunk])
+                yield _only_keys(source.only_runs(names[start:start + per_chunk]), source.keys, keys)
             continue
         if pending and pending_rows + rows > chunk_rows:
             yield _concat(pending)
             pending, pending_rows = [], 0
-        pending.append(source.frame)
+        pending.append(_only_keys(source.frame, source.keys, keys))
         pending_rows += rows
     if pending:
         yield _concat(pending)
@@ -107,6 +138,9 @@ def _guess_notes(sources: list[Source], choices: list[trainers.TrainerChoice]) -
     for source, choice in zip(sources, choices):
         if choice.origin == "guess":
             by_outcome.setdefault(f"trainer {choice.trainer} guessed from the metric keys of", []).append(source.run)
+        elif choice.candidates:
+            by_outcome.setdefault(f"trainer unknown ({choice.detail}), the rules of any of them run, for",
+                                  []).append(source.run)
         elif choice.origin == "unknown":
             by_outcome.setdefault(f"trainer unknown ({choice.detail}), every rule runs, for", []).append(source.run)
     return [f"{what} {_few(runs)} (--trainer sets it)" for what, runs in by_outcome.items()]

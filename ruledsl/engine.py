@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -151,59 +151,72 @@ def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | Non
     """One record per alert episode, with exactly the fields of spec §4."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    return _deliver(_audit_logs([(log, rule_set)], streaming), output, log)
+    return _deliver(_audit_logs([(log, rule_set, None)], streaming), output, log)
 
 
-def audit_by_trainer(groups: Sequence[tuple[Any, str | None]], rules: Iterable[RuleLike], *,
-                     catalog: Catalog | None = None, streaming: bool = False) -> pl.DataFrame:
+@dataclass(frozen=True)
+class AuditGroup:
+    """Runs audited with one rule set (compiled for their trainer, which records carry)."""
+
+    frame: Any
+    rules: RuleSet
+    # The id a run of `frame` goes by in records and messages, from its value in the
+    # frame (None: the value itself). A reader names the runs of a table `<file>/<run>`;
+    # mapping the few records is much cheaper than building that string on every row.
+    run_id: Callable[[Any], Any] | None = None
+
+
+def audit_by_trainer(groups: Sequence[AuditGroup], *, streaming: bool = False) -> pl.DataFrame:
     """Audit frames whose runs come from different trainers, each with its own rules.
 
-    `groups` pairs a frame (its runs) with their trainer id (None: unknown). The
-    rules are compiled once per trainer, and every group goes through one query;
-    each record's `trainer` is its group's. Records are sorted by run, first_step, rule.
+    Every group goes through one query. Records are sorted by run, first_step, rule.
     """
-    rules = list(rules)
-    compiled: dict[str | None, RuleSet] = {}
-    pairs = []
-    for frame, trainer in groups:
-        if trainer not in compiled:
-            compiled[trainer] = compile_rules(rules, trainer=trainer, catalog=catalog)
-        pairs.append((to_log_frame(frame), compiled[trainer]))
-    return _audit_logs(pairs, streaming)
+    return _audit_logs([(to_log_frame(g.frame), g.rules, g.run_id) for g in groups], streaming)
 
 
-def _audit_logs(pairs: list[tuple[LogFrame, RuleSet]], streaming: bool) -> pl.DataFrame:
-    """The episodes of every (log, rule set) pair, from one collected query."""
+def read_keys(rule_set: RuleSet) -> set[str]:
+    """Every log key the rules may read (each metric's candidates)."""
+    return {key for compiled in rule_set for keys in compiled.candidates.values() for key in keys}
+
+
+def _audit_logs(pairs: list[tuple[LogFrame, RuleSet, Callable[[Any], Any] | None]], streaming: bool
+                ) -> pl.DataFrame:
+    """The episodes of every (log, rule set, run ids) group, from one collected query."""
     queries = []
-    for group, (log, rule_set) in enumerate(pairs):
+    for group, (log, rule_set, _) in enumerate(pairs):
         parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in _frames(rule_set, log)]
         if parts:
             queries.append(backend.episodes(pl.concat(parts, how="vertical"))
                            .with_columns(pl.lit(group, dtype=pl.Int64).alias(GROUP)))
-    schema = _record_schema(pairs[0][0]) if pairs else _record_schema(None)
+    schema = _record_schema(pairs[0][0] if pairs else None, renamed=any(run_id for _, _, run_id in pairs))
     if not queries:
         return pl.DataFrame(schema=schema)
     query = pl.concat(queries, how="vertical_relaxed")
-    found = query.collect(engine="streaming" if streaming else collect_engine([log for log, _ in pairs])).sort(RUN, "first_step", "rule")
-    by_name = [{c.rule.name: c for c in rule_set} for _, rule_set in pairs]
-    records = [_record(row, by_name[row[GROUP]][row["rule"]], pairs[row[GROUP]][1].trainer)
-               for row in found.iter_rows(named=True)]
-    return pl.DataFrame(records, schema=schema, orient="row") if records else pl.DataFrame(schema=schema)
+    found = query.collect(engine="streaming" if streaming else collect_engine([log for log, _, _ in pairs]))
+    by_name = [{c.rule.name: c for c in rule_set} for _, rule_set, _ in pairs]
+    records = []
+    for row in found.iter_rows(named=True):
+        _, rule_set, run_id = pairs[row[GROUP]]
+        run = run_id(row[RUN]) if run_id is not None else row[RUN]
+        records.append(_record(row, run, by_name[row[GROUP]][row["rule"]], rule_set.trainer))
+    if not records:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(records, schema=schema, orient="row").sort(RUN, "first_step", "rule", maintain_order=True)
 
 
-def _record_schema(log: LogFrame | None) -> dict[str, pl.DataType]:
-    run_dtype = log.lazy.collect_schema()[RUN] if log is not None else pl.String
+def _record_schema(log: LogFrame | None, renamed: bool = False) -> dict[str, pl.DataType]:
+    run_dtype = log.lazy.collect_schema()[RUN] if log is not None and not renamed else pl.String
     return {"run": run_dtype, "rule": pl.String, "severity": pl.String, "trainer": pl.String,
             "metric": pl.String, "first_step": pl.Int64, "last_step": pl.Int64, "n_evals": pl.Int64,
             "value": pl.Float64, "message": pl.String}
 
 
-def _record(row: dict[str, Any], compiled: CompiledRule, trainer: str | None) -> tuple:
+def _record(row: dict[str, Any], run: Any, compiled: CompiledRule, trainer: str | None) -> tuple:
     rule = compiled.rule
     metric = row["metric"]
-    message = episode_message(compiled, trainer, run=row[RUN], metric=metric, step=row["first_step"],
+    message = episode_message(compiled, trainer, run=run, metric=metric, step=row["first_step"],
                               value=row["value"], baseline=row["baseline"])
-    return (row[RUN], rule.name, rule.severity, trainer, metric, row["first_step"], row["last_step"],
+    return (run, rule.name, rule.severity, trainer, metric, row["first_step"], row["last_step"],
             row["n_evals"], row["value"], message)
 
 

@@ -130,9 +130,7 @@ def to_log_frame(frame: Any) -> LogFrame:
     metric_columns = tuple(c for c in columns if c not in (RUN, STEP) and schema[c].is_numeric())
     # Only a frame in memory is checked for complete columns: a lazy one would be read once more.
     merged, complete, finite, rows = _merge_wide(lazy, metric_columns,
-                                                 check_columns=kind != "lazy" and INDEX not in columns)
-    if complete:
-        merged = merged.with_columns(index_in_run().alias(INDEX)).collect().lazy()
+                                                 in_memory=kind != "lazy" and INDEX not in columns)
     return LogFrame(merged, "wide", metric_columns, kind, complete, finite, rows)
 
 
@@ -156,28 +154,35 @@ def _step_expr(schema: pl.Schema) -> pl.Expr:
     return pl.col(STEP).cast(pl.Int64, strict=True)
 
 
-def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_columns: bool
+def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: bool
                 ) -> tuple[pl.LazyFrame, frozenset[str], frozenset[str], int]:
     """Rows with the same (run, step) merge key by key, the later row winning (spec §2).
 
     Logs are nearly always sorted with unique steps already; one cheap pass
-    checks that, and only otherwise do we pay for grouping and sorting. The same
-    pass finds, when asked, the complete columns (a value at every row) of a log
-    that needs no merging, and which of them are all finite.
+    checks that, and only otherwise do we pay for grouping and sorting. For a
+    log in memory, each row's index in its run comes first (the checks read it
+    rather than compare run ids again; a sorted log keeps it), and the same pass
+    finds the complete columns (a value at every row) and which of them are all finite.
     """
+    if in_memory:
+        lazy = lazy.with_columns(index_in_run().alias(INDEX)).collect().lazy()
+        new_block = pl.col(INDEX) == 0
+        # (rows before the first run id, when that is null, have no index: merged and sorted below)
+        unindexed = pl.col(INDEX).is_null()
+    else:
+        new_block = pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
+        unindexed = pl.lit(False)
     # A sum is NaN or infinite when a value is (or, rarely, when finite values overflow:
     # then the column is merely not treated as finite), and one pass is cheaper than is_finite.
     column_checks = [check for j, c in enumerate(metric_columns)
                      for check in ((pl.col(c).null_count() == 0).alias(f"__complete{j}"),
                                    pl.col(c).sum().cast(pl.Float64).is_finite().alias(f"__finite{j}"))
-                     ] if check_columns else []
-    new_block = pl.col(RUN).ne_missing(pl.col(RUN).shift(1))
+                     ] if in_memory else []
     stats = lazy.select(
-        (pl.col(RUN).eq_missing(pl.col(RUN).shift(1)) & (pl.col(STEP) <= pl.col(STEP).shift(1)))
-        .any().alias("out_of_order"),
+        ((~new_block & (pl.col(STEP) <= pl.col(STEP).shift(1))) | unindexed).any().alias("out_of_order"),
         new_block.sum().alias("run_blocks"),
-        # Every run id appears first at row 0 or where a block starts: hash only those rows.
-        pl.col(RUN).filter(new_block | (pl.int_range(pl.len()) == 0)).n_unique().alias("runs"),
+        # Every run id appears first where a block starts: hash only those rows.
+        pl.col(RUN).filter(new_block).n_unique().alias("runs"),
         pl.col(STEP).null_count().alias("missing_steps"),
         pl.len().alias("rows"),
         *column_checks,
@@ -188,7 +193,8 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], check_colum
     if not row["out_of_order"] and row["run_blocks"] == row["runs"]:
         complete = frozenset(c for j, c in enumerate(metric_columns) if row.get(f"__complete{j}"))
         finite = frozenset(c for j, c in enumerate(metric_columns) if c in complete and row.get(f"__finite{j}"))
-        return lazy.select(RUN, STEP, *metric_columns), complete, finite, row["rows"]
+        return lazy.select(RUN, STEP, *metric_columns, *([INDEX] if in_memory else [])), complete, finite, \
+            row["rows"]
     return (lazy.group_by(RUN, STEP)
             .agg(pl.col(c).drop_nulls().last() for c in metric_columns)
             .sort(RUN, STEP)), frozenset(), frozenset(), row["rows"]

@@ -4,7 +4,8 @@ Live, the callback knows the TrainingArguments: `trainer_id(args)` walks the
 class hierarchy, so `class MyGRPO(GRPOConfig)` is GRPO. In a batch audit the
 precedence per run is: `--trainer`; else the `trainer` the callback wrote in
 `diagnostics/run.json`; else a guess from the run's metric keys; else unknown
-(every rule runs). Config classes and keys come from the metric catalog
+(every rule runs; when the keys fit a few trainers, the rules of any of
+them). Config classes and keys come from the metric catalog
 (schemas/metric_catalog.yaml); nothing here imports transformers or trl.
 """
 
@@ -26,6 +27,15 @@ class TrainerChoice:
     trainer: str | None
     origin: str  # "option", "metadata", "guess", "unknown"
     detail: str = ""  # the metadata file, or how the guess was made
+    # Unknown, but only these trainers fit the run's keys: the rules of any of them run.
+    # Empty: nothing is known, and every rule runs (spec §8).
+    candidates: tuple[str, ...] = ()
+
+    def selects(self, rule) -> bool:
+        """Whether `rule` (a ruledsl Rule) runs on the run."""
+        if self.trainer is not None or not self.candidates:
+            return True  # the engine selects by the trainer itself (or runs every rule)
+        return any(rule.applies_to(trainer) for trainer in self.candidates)
 
 
 @functools.cache
@@ -64,8 +74,9 @@ def from_metadata(path: Path) -> tuple[str | None, str | None]:
     return normalize(trainer), None
 
 
-def guess(keys: Iterable[str]) -> tuple[str | None, str]:
-    """The one trainer the run's keys are consistent with, or None (and why).
+def guess(keys: Iterable[str]) -> tuple[str | None, str, tuple[str, ...]]:
+    """The one trainer the run's keys are consistent with, or None (and why), and
+    every trainer they are consistent with.
 
     A trainer is consistent when it may log every key of the run that some
     trainer is known for, and the run has every key it always logs. `loss` and
@@ -78,16 +89,16 @@ def guess(keys: Iterable[str]) -> tuple[str | None, str]:
     known = {k for trainer_keys in catalog.trainer_keys.values() for k in trainer_keys}
     seen = {k for k in logged if not k.startswith(EVAL_PREFIX)} & known
     if not seen:
-        return None, "no key that a known trainer logs"
+        return None, "no key that a known trainer logs", ()
     consistent = [t for t, trainer_keys in sorted(catalog.trainer_keys.items())
                   if seen <= set(trainer_keys) and set(catalog.always_keys.get(t, ())) - GENERIC_KEYS <= logged]
     stable = [t for t in consistent if t in catalog.stable_trainers]
     chosen = consistent if len(consistent) == 1 else stable if len(stable) == 1 else []
     if chosen:
-        return chosen[0], "guessed from its metric keys"
+        return chosen[0], "guessed from its metric keys", (chosen[0],)
     if not consistent:
-        return None, "its keys match no single trainer"
-    return None, f"its keys fit several trainers ({', '.join(consistent)})"
+        return None, "its keys match no single trainer", ()
+    return None, f"its keys fit several trainers ({', '.join(consistent)})", tuple(consistent)
 
 
 def choose(option: str | None, metadata: Path | None, keys: Iterable[str],
@@ -100,5 +111,5 @@ def choose(option: str | None, metadata: Path | None, keys: Iterable[str],
             problems.append(f"{metadata}: {problem}")
         if trainer:
             return TrainerChoice(trainer, "metadata", str(metadata))
-    trainer, how = guess(keys)
-    return TrainerChoice(trainer, "guess", how) if trainer else TrainerChoice(None, "unknown", how)
+    trainer, how, fitting = guess(keys)
+    return TrainerChoice(trainer, "guess", how) if trainer else TrainerChoice(None, "unknown", how, fitting)

@@ -47,16 +47,28 @@ def test_run_metadata_beats_the_guess_and_the_option_beats_both(tmp_path: Path):
     assert "dpo_loss_stuck_ln2" in rules_by_run(records)["out"] and "sft_loss_flat" not in rules_by_run(records)["out"]
 
 
-def test_unguessable_run_runs_every_rule(tmp_path: Path):
-    # A real GRPO capture: RLOO logs the very same keys, so the guess is left open.
+def test_unguessable_run_runs_the_rules_of_the_trainers_its_keys_fit(tmp_path: Path):
+    # A real GRPO capture: RLOO logs the very same keys, so the guess is left open,
+    # but a DPO rule has no business on it.
     shutil.copy(REAL_LOGS / "grpo.jsonl", tmp_path / "grpo.jsonl")
     records, stderr = audit_json(str(tmp_path), "--no-builtin",
                                  "--alert", "grpo: loss > -1e30 -> low: a GRPO rule",
-                                 "--alert", "rloo: loss > -1e30 -> low: an RLOO rule")
-    assert {r["trainer"] for r in records} == {None} and len(records) == 2  # both rules ran
-    assert "trainer unknown (its keys fit several trainers (" in stderr and "), every rule runs" in stderr
+                                 "--alert", "rloo: loss > -1e30 -> low: an RLOO rule",
+                                 "--alert", "dpo: loss > -1e30 -> low: a DPO rule",
+                                 "--alert", "all: loss > -1e30 -> low: a rule for every trainer")
+    assert {r["trainer"] for r in records} == {None}
+    assert sorted(r["message"] for r in records) == ["a GRPO rule", "a rule for every trainer", "an RLOO rule"]
+    assert "trainer unknown (its keys fit several trainers (" in stderr
+    assert "), the rules of any of them run" in stderr
     fitting = stderr.split("several trainers (")[1].split(")")[0].split(", ")
-    assert {"grpo", "rloo"} <= set(fitting)  # (and the experimental trainers built on GRPO)
+    assert {"grpo", "rloo"} <= set(fitting) and "dpo" not in fitting
+
+
+def test_run_no_trainer_fits_runs_every_rule(tmp_path: Path):
+    (tmp_path / "plain.jsonl").write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in range(1, 4)))
+    records, stderr = audit_json(str(tmp_path), "--no-builtin", "--alert", "dpo: loss > 0 -> low: a DPO rule")
+    assert [r["message"] for r in records] == ["a DPO rule"]
+    assert "no key that a known trainer logs), every rule runs" in stderr
 
 
 def test_unreadable_metadata_is_said_and_the_guess_used(tmp_path: Path):

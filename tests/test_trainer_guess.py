@@ -24,8 +24,9 @@ def test_real_captures_are_recognised(capture: str, trainer: str):
 
 @pytest.mark.parametrize("capture", ["grpo", "grpo_chat", "grpo_kl", "rloo"])
 def test_grpo_and_rloo_log_the_same_keys_so_no_guess(capture: str):
-    trainer, why = trainers.guess(keys_of(capture))
+    trainer, why, fitting = trainers.guess(keys_of(capture))
     assert trainer is None and "grpo" in why and "rloo" in why
+    assert {"grpo", "rloo"} <= set(fitting) and "dpo" not in fitting
 
 
 def test_nothing_known_is_no_guess():

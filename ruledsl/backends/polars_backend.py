@@ -13,15 +13,14 @@ other series are filtered and indexed each.
 
 All shorthand rules on one metric share one frame: its window statistics are
 columns computed once, each rule adds its `fired` column, and episodes are read
-off the rows where one starts or ends (`episode_edges`). A full expression gets
+off the firing rows alone, where one starts or ends (`episode_edges`). A full expression gets
 a frame of its own (its metrics joined on run and step).
 
 Where the time goes (measured, benchmarks/README.md): the exact window sums, a
 chain of W shifted columns added left to right, are about half of a frame's
 cost and cannot share work between rows without changing the bits; the rest is
-a few column passes per rule. Cheap masks compare the index directly; the run
-boundary checks at episode edges are only built for rules that can fire at a
-run's first row.
+a few column passes per rule. Cheap masks compare the index directly; episode
+edges are found among the few firing rows, not over the whole frame.
 
 One method per node kind, as in sqlglot's generators; shorthand terms and
 full-expression values are separate compilers because they read different
@@ -40,7 +39,6 @@ from .. import ast
 from ..frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ..rule import Rule
 
-CONTINUED, CONTINUES = "__continued", "__continues"  # the row before / after is of the same run
 FIRED = "fired"
 BASELINE = "baseline"
 COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
@@ -56,13 +54,14 @@ COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
 EXACT_WINDOW_LIMIT = 64
 
 
-def window_sum(x: pl.Expr, window: int) -> pl.Expr:
-    """x_(i-W+1) + … + x_i, defined from the W-th row of the column on."""
+def window_sum(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
+    """x_(i-L-W+1) + … + x_(i-L) (L = lag), defined from row W+L-1 of the column on."""
     if window > EXACT_WINDOW_LIMIT:
         # Chains this long are slow to plan: compensated rolling sums, restarted per run.
-        return x.rolling_sum(window).over(RUN)
-    total = x.shift(window - 1)
-    for k in range(window - 2, -1, -1):
+        total = x.rolling_sum(window).over(RUN)
+        return total.shift(lag) if lag else total  # a row reaching into the run before is masked
+    total = x.shift(lag + window - 1)
+    for k in range(lag + window - 2, lag - 1, -1):
         total = total + x.shift(k)
     return total
 
@@ -79,10 +78,10 @@ def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
     return numerator / (pl.col(INDEX).cast(pl.Float64) * 0.0 + denominator)
 
 
-def window_mean(x: pl.Expr, window: int) -> pl.Expr:
+def window_mean(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
     if window == 1:  # x / 1 is x, bit for bit (NaN, infinities and -0.0 included)
-        return x
-    return true_divide(window_sum(x, window), window)
+        return x.shift(lag) if lag else x
+    return true_divide(window_sum(x, window, lag), window)
 
 
 def window_std(x: pl.Expr, window: int) -> pl.Expr:
@@ -131,8 +130,9 @@ class _ShorthandCompiler:
     def feature(self, kind: str) -> pl.Expr:
         x, w = self.x, self.window
         name = f"__{kind}{w}"
-        if kind == "previous_mean":  # m of spike: v of the row before
-            self.derived.setdefault(name, self.feature("smoothed").shift(1))
+        if kind == "previous_mean":  # m of spike: v of the row before, summed there directly
+            # (the same additions as shifting v; cheaper than a second stage that shifts it)
+            self.features.setdefault(name, window_mean(x, w, lag=1))
         elif kind == "baseline":  # B of drop/rise: v at index W-1 carried forward (read from 2W-1 on)
             self.derived.setdefault(name, pl.when(pl.col(INDEX) == w - 1).then(self.feature("smoothed")).forward_fill())
         elif name not in self.features:
@@ -297,7 +297,7 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
 
 @dataclass(frozen=True)
 class RuleColumns:
-    """The columns one rule adds to the frame of its series: fired, start, value, baseline."""
+    """The column one rule adds to the frame of its series (fired), and what its records read."""
 
     rule: Rule
     position: int  # its place among the rules of the frame, naming its columns
@@ -323,11 +323,6 @@ class RuleColumns:
         consecutive rows from d on); compared with the index directly, no subtraction."""
         return pl.col(INDEX) >= self.term.defined_from + first
 
-    @property
-    def fires_at_run_start(self) -> bool:
-        """Whether the first row of a run can fire (d = 0, nothing else to wait for)."""
-        return self.term.defined_from == 0 and self.rule.sustain <= 1 and self.rule.min_steps <= 1
-
     def _fired(self) -> pl.Expr:
         """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
         holds, n = self.term.holds.fill_null(False), self.rule.sustain
@@ -339,21 +334,6 @@ class RuleColumns:
         if self.rule.min_steps > 0:
             fired = fired & (pl.col(INDEX) >= self.rule.min_steps - 1)
         return fired
-
-    def start(self) -> pl.Expr:
-        """Where an episode begins: fired, and not fired at the previous row of the run.
-        A rule that cannot fire at a run's first row needs no run check: the row before
-        a firing row is then always of the same run."""
-        fired = pl.col(self.name("fired"))
-        before = fired.shift(1).fill_null(False)
-        return fired & ~(before & pl.col(CONTINUED) if self.fires_at_run_start else before)
-
-    def end(self) -> pl.Expr:
-        """Where an episode ends: fired, and not fired at the next row of the run (which,
-        for a rule that cannot fire at a run's first row, is not fired when of the next run)."""
-        fired = pl.col(self.name("fired"))
-        after = fired.shift(-1).fill_null(False)
-        return fired & ~(after & pl.col(CONTINUES) if self.fires_at_run_start else after)
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
@@ -370,20 +350,24 @@ def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFra
     """rule, run, step, start, index, value, baseline, key where an episode starts or ends.
 
     Evaluations are consecutive rows of a frame, so an episode is known by its two
-    ends (its length is the difference of their indexes): the frame is read once and
-    only those rows, few, are kept and split by rule.
+    ends (its length is the difference of their indexes). Only the firing rows, few,
+    are kept (one pass over the frame); among them, one of a rule's rows starts an
+    episode unless the rule fired at the evaluation just before (the previous index
+    of the same run), and ends one unless it fires at the next.
     """
-    if any(c.fires_at_run_start for c in columns):  # only those rules need the run boundaries
-        frame = frame.with_columns((pl.col(INDEX) != 0).alias(CONTINUED),
-                                   (pl.col(INDEX).shift(-1).fill_null(0) != 0).alias(CONTINUES))
-    edges = (frame.with_columns(e for c in columns for e in (c.start().alias(c.name("start")),
-                                                          c.end().alias(c.name("end"))))
-             .filter(pl.any_horizontal(pl.col(c.name(part)) for c in columns for part in ("start", "end"))))
-    return pl.concat([
-        edges.filter(pl.col(c.name("start")) | pl.col(c.name("end"))).select(
-            pl.lit(c.rule.name).alias("rule"), RUN, STEP, pl.col(c.name("start")).alias("__start"), INDEX,
-            c.value.alias(VALUE), c.baseline.alias(BASELINE), KEY)
-        for c in columns])
+    firing = frame.filter(pl.any_horizontal(pl.col(c.name("fired")) for c in columns))
+    return pl.concat([_rule_edges(firing.filter(pl.col(c.name("fired"))), c) for c in columns])
+
+
+def _rule_edges(fired: pl.LazyFrame, column: RuleColumns) -> pl.LazyFrame:
+    def follows(offset: int) -> pl.Expr:  # the fired row `offset` rows away is the adjacent evaluation
+        return ((pl.col(INDEX).shift(offset) == pl.col(INDEX) - offset)
+                & (pl.col(RUN).shift(offset) == pl.col(RUN))).fill_null(False)
+
+    return (fired.with_columns((~follows(1)).alias("__start"), (~follows(-1)).alias("__end"))
+            .filter(pl.col("__start") | pl.col("__end"))
+            .select(pl.lit(column.rule.name).alias("rule"), RUN, STEP, "__start", INDEX,
+                    column.value.alias(VALUE), column.baseline.alias(BASELINE), KEY))
 
 
 def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:

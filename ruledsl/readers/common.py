@@ -45,17 +45,29 @@ class Source:
     size: int = 0  # bytes on disk, to decide on streaming
     metadata: Path | None = None
     multi_run: bool = False  # a table with its own `run` column
-    # For a multi-run table: the rows as stored (its own `run` names) and the projection that
-    # makes `frame` of them, so that some of its runs can be read alone (filter pushed to the scan).
+    # For a multi-run source: the rows as stored (its own `run` names) and the columns
+    # besides the run that make `frame` of them, so that some of its runs can be read
+    # alone (filter pushed to the scan), or all of them under their own names.
     stored: pl.LazyFrame | None = None
-    projection: tuple[pl.Expr, ...] = ()
+    columns: tuple[pl.Expr, ...] = ()
 
     def only_runs(self, runs: list[str]) -> pl.LazyFrame:
         """The rows of these runs (ids as in `frame`)."""
         if self.stored is None:
             return self.frame.filter(pl.col(RUN).is_in(runs))
         own_names = [r[len(self.run) + 1:] for r in runs]
-        return self.stored.filter(pl.col(RUN).cast(pl.String).is_in(own_names)).select(self.projection)
+        return self.stored.filter(pl.col(RUN).cast(pl.String).is_in(own_names)).select(
+            run_column(self.run, True), *self.columns)
+
+    def own_runs(self) -> pl.LazyFrame:
+        """A multi-run source's rows under their own run names, which `run_id` turns into
+        the ids of `frame` (naming the few records is cheaper than every row)."""
+        assert self.stored is not None
+        return self.stored.select(pl.col(RUN).cast(pl.String), *self.columns)
+
+    def run_id(self, own_name: str | None) -> str:
+        """The id in `frame` of the run named `own_name` in the source (see `run_column`)."""
+        return self.run if own_name is None else f"{self.run}/{own_name}"
 
 
 def number(value: Any) -> float | None:

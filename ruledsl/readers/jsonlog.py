@@ -40,10 +40,10 @@ def read_jsonl(path: Path, run: str, problems: list[ReadProblem]) -> Source | No
         problems.append(ReadProblem(path, None, "no rows with a 'step'; skipped"))
         return None
     stored = (parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed"))
-    projection = (run_column(run, named), pl.col(STEP), pl.exclude(STEP, RUN))
-    lazy = stored.select(projection)
+    columns = (pl.col(STEP), pl.exclude(STEP, RUN))
+    lazy = stored.select(run_column(run, named), *columns)
     return Source(run, "jsonl", path, lazy, metric_keys(lazy), size=size, multi_run=named,
-                  stored=stored if named else None, projection=projection)
+                  stored=stored if named else None, columns=columns)
 
 
 def _blocks(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -31,10 +31,10 @@ def read_table(path: Path, run: str, problems: list[ReadProblem]) -> Source | No
         return None
     keys = numeric_columns(schema)
     # several runs in one table (a `run` column): each named under the file's own id
-    projection = (run_column(run, RUN in schema), pl.col(STEP).cast(pl.Int64),
-                  *(pl.col(k).cast(pl.Float64) for k in keys))
-    return Source(run, kind, path, lazy.select(projection), tuple(keys), size=path.stat().st_size,
-                  multi_run=RUN in schema, stored=lazy if RUN in schema else None, projection=projection)
+    columns = (pl.col(STEP).cast(pl.Int64), *(pl.col(k).cast(pl.Float64) for k in keys))
+    return Source(run, kind, path, lazy.select(run_column(run, RUN in schema), *columns), tuple(keys),
+                  size=path.stat().st_size, multi_run=RUN in schema, stored=lazy if RUN in schema else None,
+                  columns=columns)
 
 
 def _first_line(exc: Exception) -> str:
