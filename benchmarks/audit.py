@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/audit.py             # 1,000 runs x 10,000 steps (10M rows)
     .venv/bin/python benchmarks/audit.py --quick     # 100 runs x 2,000 steps
     .venv/bin/python benchmarks/audit.py --narrow    # the 12-key archive of earlier versions
+    .venv/bin/python benchmarks/audit.py --formats parquet --repeat 5   # Parquet only, best of 5
     .venv/bin/python benchmarks/audit.py --runs 200 --steps 5000 --dir /tmp/archive --keep
 
 What it does:
@@ -211,6 +212,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, help="where to write the archive (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the archive files")
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per Parquet path (best wall time)")
+    parser.add_argument("--formats", default="parquet,jsonl", help="which files to write and measure")
     parser.add_argument("--narrow", action="store_true",
                         help="only the 12 keys of earlier versions of this benchmark, not all 27 a GRPO step logs")
     parser.add_argument("--child", nargs=2, metavar=("WHAT", "PATH"), help=argparse.SUPPRESS)
@@ -223,21 +225,23 @@ def main() -> int:
     folder = args.dir or Path(tempfile.mkdtemp(prefix="ruledsl-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        return run(args.runs, args.steps, folder, args.narrow, args.repeat)
+        return run(args.runs, args.steps, folder, args.narrow, args.repeat, args.formats.split(","))
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(runs: int, steps: int, folder: Path, narrow: bool, repeat: int) -> int:
+def run(runs: int, steps: int, folder: Path, narrow: bool, repeat: int, formats: list[str]) -> int:
     rows = runs * steps
     keys = len(KEYS) + (0 if narrow else len(GRPO_EXTRA_KEYS))
     print(f"archive: {runs:,} runs x {steps:,} steps = {rows:,} rows, {keys} metric keys; in {folder}")
     started = time.perf_counter()
     frame = build_archive(runs, steps, narrow=narrow)
-    paths = {"parquet": folder / "archive.parquet", "jsonl": folder / "archive.jsonl"}
-    frame.write_parquet(paths["parquet"])
-    write_jsonl_like_python(frame, paths["jsonl"], folder / "archive.nulls.jsonl")
+    paths = {fmt: folder / f"archive.{fmt}" for fmt in ("parquet", "jsonl") if fmt in formats}
+    if "parquet" in paths:
+        frame.write_parquet(paths["parquet"])
+    if "jsonl" in paths:
+        write_jsonl_like_python(frame, paths["jsonl"], folder / "archive.nulls.jsonl")
     del frame
     print(f"written in {time.perf_counter() - started:.1f} s: "
           + ", ".join(f"{fmt} {p.stat().st_size / 2**20:,.0f} MiB" for fmt, p in paths.items()))

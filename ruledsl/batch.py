@@ -67,10 +67,16 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     records = engine.audit_by_trainer([engine.AuditGroup(frame, rule_sets[key], source.run_id if source else None)
                                        for frame, (key, source, _) in zip(in_memory, plan)])
     runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
-            for run in frame[RUN].unique(maintain_order=True).to_list()]
+            for run in _runs_in(frame)]
     named = [frame.lazy().with_columns(run_column(source.run, True)) if source else frame.lazy()
              for frame, (_, source, _) in zip(in_memory, plan)]
     return ArchiveAudit(records, _concat(named), runs, notes, False)
+
+
+def _runs_in(frame: pl.DataFrame) -> list:
+    """The run ids of a frame, in order; only the first row of each block of rows is hashed."""
+    block_start = pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
+    return frame.lazy().select(pl.col(RUN).filter(block_start).unique(maintain_order=True)).collect()[RUN].to_list()
 
 
 def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, pl.LazyFrame]]:

@@ -18,6 +18,7 @@ from typing import Iterable, Mapping, Sequence
 import yaml
 
 from .resources import data_dir
+from .yaml_source import Loader as SAFE_LOADER  # libyaml's safe loader when present
 
 ANY_TRAINER = "all"
 EVAL_PREFIX = "eval_"
@@ -80,7 +81,8 @@ class Catalog:
     @classmethod
     def load(cls, path: Path | str) -> "Catalog":
         """A catalog file (see schemas/metric_catalog.yaml for its sections)."""
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        # libyaml when present: the catalog is read by every audit, lint and callback.
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
         trainers = data.get("trainers", {})
         return cls(
             aliases=_with_renames(data.get("aliases", {}), data.get("renamed", {})),

@@ -168,6 +168,19 @@ def test_table_with_a_run_column_holds_several_runs(tmp_path: Path, suffix: str)
     assert ("archive/stuck", "dpo_loss_stuck_ln2", 540) in {(r["run"], r["rule"], r["first_step"]) for r in records}
 
 
+def test_tables_name_their_runs_in_messages_and_keep_them_apart(tmp_path: Path):
+    # Two tables hold runs of the same names; the records (and {run} in messages) carry
+    # `<table>/<run>`, and a column no rule reads changes nothing.
+    import polars as pl
+
+    rows = {"step": list(range(1, 7)) * 2, "run": ["a"] * 6 + ["b"] * 6, "loss": [0.5] * 6 + [2.0] * 6}
+    pl.DataFrame(rows).write_parquet(tmp_path / "one.parquet")
+    pl.DataFrame({**rows, "unread": [1e300] * 12}).write_parquet(tmp_path / "two.parquet")
+    records, _ = audit_json(str(tmp_path), "--no-builtin", "--alert", "all: loss > 1 -> high: {run} at {step}")
+    assert [(r["run"], r["message"]) for r in records] == [("one/b", "one/b at 1"), ("two/b", "two/b at 1")]
+    assert [r["n_evals"] for r in records] == [6, 6]
+
+
 def test_tables_are_scanned_lazily(tmp_path: Path):
     import polars as pl
 

@@ -324,21 +324,24 @@ class RuleColumns:
         return pl.col(INDEX) >= self.term.defined_from + first
 
     def _fired(self) -> pl.Expr:
-        """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`."""
-        holds, n = self.term.holds.fill_null(False), self.rule.sustain
+        """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`.
+
+        Both leave only a lower bound on the index. The condition is null only where a
+        window is not yet defined, before the rule's first evaluation, and there the
+        mask makes it false (null & false is false): no pass to fill the nulls.
+        """
+        n = self.rule.sustain
+        holds = self.term.holds
         if n > 1:
             # Evaluations of neighbouring runs touch in the column; the index masks them.
-            fired = (holds.cast(pl.Int32).rolling_sum(n) == n) & self.evaluated(n - 1)
-        else:
-            fired = holds & self.evaluated()
-        if self.rule.min_steps > 0:
-            fired = fired & (pl.col(INDEX) >= self.rule.min_steps - 1)
-        return fired
+            holds = holds.cast(pl.Int32).rolling_sum(n) == n
+        first = max(self.term.defined_from + n - 1, self.rule.min_steps - 1)
+        return holds & (pl.col(INDEX) >= first)
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
         return frame.filter(self.evaluated()).select(
-            RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).alias(FIRED),
+            RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).fill_null(False).alias(FIRED),
             self.value.alias(VALUE))
 
 

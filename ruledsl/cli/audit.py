@@ -29,7 +29,8 @@ def audit(
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Leave out the builtin rule library."),
     trainer: Optional[str] = typer.Option(None, "--trainer", help="Trainer id of every run (sft, dpo, grpo, …). "
                                           "Without it: the run's diagnostics/run.json, else a guess from its "
-                                          "metric keys, else unknown (every rule runs)."),
+                                          "metric keys, else unknown: the rules of every trainer its keys fit, "
+                                          "or every rule."),
     alert: List[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\"."),
     output_format: Optional[Format] = typer.Option(None, "--format", help="table (default), json (one array of "
