@@ -17,10 +17,12 @@ off the firing rows alone, where one starts or ends (`episode_edges`). A full ex
 a frame of its own (its metrics joined on run and step).
 
 Where the time goes (measured, benchmarks/README.md): the exact window sums, a
-chain of W shifted columns added left to right, are about half of a frame's
-cost and cannot share work between rows without changing the bits; the rest is
-a few column passes per rule. Cheap masks compare the index directly; episode
-edges are found among the few firing rows, not over the whole frame.
+chain of W shifted columns added left to right, are about 40% of a frame with a
+20-value window and cannot share work between rows without changing the bits;
+polars' streaming engine runs the chain in cache-sized morsels (a Python kernel
+would take the frame out of that engine, which measured slower). The rest is a
+few column passes per rule: masks compare the index directly, and episode edges
+are found among the few firing rows, not over the whole frame.
 
 One method per node kind, as in sqlglot's generators; shorthand terms and
 full-expression values are separate compilers because they read different
