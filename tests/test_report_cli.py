@@ -176,6 +176,22 @@ def test_html_has_one_chart_per_alerted_metric_with_bands_and_thresholds(json_re
     assert checked_levels == 5  # ln2, margin, accuracy, IS ratio, logp difference
 
 
+def test_chart_cap_keeps_the_most_severe_and_says_what_it_left_out(json_records):
+    alerted = {(r["run"], r["metric"]) for r in json_records}
+    critical = {(r["run"], r["metric"]) for r in json_records if r["severity"] == "critical"}
+    assert len(critical) == 2 and len(alerted) == 7  # sft_nan's loss and grad_norm; 7 alerted metrics
+    page = parse_html(audit_examples("--format", "html", "--max-charts", "2").stdout)
+    assert {(c["run"], c["metric"]) for c in page.charts} == critical
+    assert "Charts of 2 of 7 alerted metrics" in " ".join(page.text)
+    assert len(re.findall(r"<tr><td>", audit_examples("--format", "html", "--max-charts", "0").stdout)) \
+        == len(json_records) + 4  # every alert still in the table (and the 4 severity rows)
+    markdown = audit_examples("--format", "markdown", "--max-charts", "3").stdout
+    assert len(md_svgs(markdown)) == 3 and "Charts of 3 of 7 alerted metrics" in markdown
+    assert "Charts of" not in examples_report("html")  # under the default cap: no sentence
+    bad = ruledsl("audit", str(EXAMPLES), "--max-charts", "-1")
+    assert bad.returncode == 2 and "--max-charts" in bad.stderr
+
+
 def test_html_levels_only_where_they_mean_a_level():
     """nonfinite and spike draw no line; range() draws both bounds."""
     page = parse_html(examples_report("html"))

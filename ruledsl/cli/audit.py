@@ -37,6 +37,9 @@ def audit(
                                                    "spec §4 records), jsonl, csv, markdown or html (with charts); "
                                                    "without it, the --output suffix chooses (.json, .md, …)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write the report here instead of stdout."),
+    max_charts: int = typer.Option(100, "--max-charts", min=0, help="Charts in a markdown or html report at "
+                                   "most: those of the most severe alerts; the report says how many it left "
+                                   "out (every alert stays in its table)."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
                                           "or worse is found (low, medium, high, critical)."),
     streaming: Optional[bool] = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
@@ -75,7 +78,7 @@ def audit(
     if mismatch:
         typer.echo(f"warning: {mismatch}", err=True)
     context = ReportContext(frame, rule_set, n_runs=len(runs), trainer=trainer,
-                            terminal=output is None and sys.stdout.isatty())
+                            terminal=output is None and sys.stdout.isatty(), max_charts=max_charts)
     report = render(records, chosen, context)
     if output is not None:
         try:

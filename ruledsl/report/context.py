@@ -26,6 +26,7 @@ class ReportContext:
     n_runs: int
     trainer: str | None = None
     terminal: bool = False  # the report goes to a terminal: icons (and colour unless NO_COLOR)
+    max_charts: int = 100  # charts in a markdown or html report, the most severe alerts first
 
     @property
     def n_rules(self) -> int:

@@ -16,7 +16,7 @@ from ..plots import line_chart
 from ..rule import Rule
 from .context import ReportContext, panels, window_mean
 from .records import plain_record, plain_records
-from .table import headline, severity_counts
+from .table import SEVERITY_RANK, headline, severity_counts
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,35 @@ class Document:
     records: list[dict]
     charts: list[Chart]
     fired: list[Rule]  # the rules with at least one alert, in order of first appearance
+    uncharted: int = 0  # alerted (run, metric) pairs left without a chart by the cap
 
 
 def build(records: pl.DataFrame, context: ReportContext) -> Document:
     by_name = {rule.name: rule for rule in context.rules}
     fired = [by_name[name] for name in dict.fromkeys(records["rule"].to_list()) if name in by_name]
+    found = panels(records, context)
+    kept = charted(found, context.max_charts)
     return Document(headline(context), severity_counts(records), plain_records(records),
-                    [_chart(p) for p in panels(records, context)], fired)
+                    [_chart(p) for p in kept], fired, uncharted=len(found) - len(kept))
+
+
+def charted(found: list, limit: int) -> list:
+    """At most `limit` panels: those of the most severe alerts (then the earliest), kept in
+    their order. An archive with hundreds of alerted runs would otherwise make a report of
+    many megabytes that no one scrolls through."""
+    if len(found) <= limit:
+        return found
+    worst = [max(SEVERITY_RANK[r["severity"]] for r in panel.records) for panel in found]
+    chosen = sorted(range(len(found)), key=lambda j: (-worst[j], j))[:limit]
+    return [found[j] for j in sorted(chosen)]
+
+
+def uncharted_text(doc: Document) -> str:
+    """The sentence saying how many alerted metrics have no chart, or ''."""
+    if not doc.uncharted:
+        return ""
+    return (f"Charts of {len(doc.charts)} of {len(doc.charts) + doc.uncharted} alerted metrics, those of the "
+            f"most severe alerts first; the table above lists every alert (--max-charts sets the number).")
 
 
 def _chart(panel) -> Chart:

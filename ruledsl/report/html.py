@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plots import SEVERITY_COLOURS, escape
-from .document import Chart, Document, condition_text, run_heading, steps_text, value_text
+from .document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }
@@ -59,6 +59,8 @@ def _charts(doc: Document) -> list[str]:
            "<p>Each chart shows one alerted metric of one run over its steps: the logged values "
            "(line), non-finite values (red ticks at the bottom), the alert episodes (shaded, in the "
            "colour of their severity) and the thresholds of the rules (dashed).</p>"]
+    if doc.uncharted:
+        out.append(f"<p>{escape(uncharted_text(doc))}</p>")
     run = object()
     for chart in doc.charts:
         if chart.run != run:

@@ -13,7 +13,7 @@ import base64
 import re
 
 from ..plots import escape
-from .document import Chart, Document, condition_text, run_heading, steps_text, value_text
+from .document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
@@ -60,6 +60,8 @@ def _charts(doc: Document) -> list[str]:
              "Each chart shows one alerted metric of one run over its steps: the logged values (line), "
              "non-finite values (red ticks at the bottom), the alert episodes (shaded, in the colour of "
              "their severity) and the thresholds of the rules (dashed).", ""]
+    if doc.uncharted:
+        lines += [md_text(uncharted_text(doc)), ""]
     run = object()
     for chart in doc.charts:
         if chart.run != run:
