@@ -286,6 +286,15 @@ def test_hostile_strings_round_trip_through_csv(hostile_run: Path):
         [(r["run"], r["metric"], r["message"]) for r in records] == [(HOSTILE_RUN, HOSTILE_KEY, HOSTILE_MESSAGE)]
 
 
+def test_csv_cells_a_spreadsheet_would_run_start_with_an_apostrophe(tmp_path: Path):
+    (tmp_path / "=1+1.jsonl").write_text("".join(json.dumps({"step": s, "loss": -1.5}) + "\n" for s in (1, 2)))
+    args = (str(tmp_path), "--no-builtin", "--alert", "all: loss < 0 -> high: @SUM(A1) {value}")
+    rows = list(csv.DictReader(io.StringIO(ruledsl("audit", *args, "--format", "csv").stdout)))
+    records = json.loads(ruledsl("audit", *args, "--format", "json").stdout)
+    assert [(r["run"], r["message"], r["value"]) for r in records] == [("=1+1", "@SUM(A1) -1.5", -1.5)]
+    assert [(r["run"], r["message"], r["value"]) for r in rows] == [("'=1+1", "'@SUM(A1) -1.5", "-1.5")]
+
+
 def test_table_shows_control_characters_escaped(hostile_run: Path):
     result = ruledsl("audit", str(hostile_run), "--no-builtin",
                      "--alert", f"all: `{HOSTILE_KEY}` > 5 -> high: clear\x1b[2Jscreen")

@@ -2,6 +2,7 @@
 
 All three carry the same records in the same order (the engine's: run,
 first_step, rule) and write a non-finite `value` as "nan", "inf" or "-inf".
+In CSV a text cell that a spreadsheet would run as a formula starts with `'`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ def to_csv(records: pl.DataFrame) -> str:
     return out.getvalue()
 
 
+# A spreadsheet runs a cell starting with one of these as a formula; run ids come from
+# folder names and messages from rule files, so neither is trusted (OWASP's CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value) -> str:
-    return repr(value) if isinstance(value, float) else str(value)  # repr: the shortest exact float
+    if isinstance(value, float):
+        return repr(value)  # the shortest text that reads back to the same float
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def json_value(value):
