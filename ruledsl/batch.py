@@ -57,8 +57,9 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     keys = {key: engine.read_keys(rule_set) for key, rule_set in rule_sets.items()}
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
     if stream:
-        parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), rule_sets[key])])
-                 for key, sources in groups.items() for chunk in _chunks(sources, chunk_rows, keys[key])]
+        parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), rule_sets[key],
+                                                            source.run_id if source else None)])
+                 for key, sources in groups.items() for source, chunk in _chunks(sources, chunk_rows, keys[key])]
         records = _sorted(pl.concat(parts, how="vertical_relaxed"))
         frame = _concat([_reading(sources, keys[key]) for key, sources in groups.items()])
         return ArchiveAudit(records, frame, _run_ids(archive.sources), notes, True)
@@ -97,25 +98,30 @@ def _only_keys(frame: pl.LazyFrame, present: Sequence[str], keys: set[str]) -> p
     return frame.select(RUN, STEP, *(k for k in present if k in keys))
 
 
-def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]) -> Iterator[pl.LazyFrame]:
-    """Lazy frames of whole runs, about `chunk_rows` rows each, with the columns of `keys`."""
+def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]
+            ) -> Iterator[tuple[Source | None, pl.LazyFrame]]:
+    """Lazy frames of whole runs, about `chunk_rows` rows each, with the columns of `keys`:
+    a large table of several runs a few of its runs at a time (under their own names, as
+    in `_parts`), the other sources together."""
     pending: list[pl.LazyFrame] = []
     pending_rows = 0
     for source in sources:
         rows = source.frame.select(pl.len()).collect(engine="streaming").item()
         if source.multi_run and rows > chunk_rows:
-            names = _run_ids([source])
+            own = source.own_runs()
+            names = own.select(pl.col(RUN).unique(maintain_order=True)).collect(engine="streaming")[RUN].to_list()
             per_chunk = max(1, chunk_rows * len(names) // max(rows, 1))
             for start in range(0, len(names), per_chunk):
-                yield _only_keys(source.only_runs(names[start:start + per_chunk]), source.keys, keys)
+                chosen = own.filter(pl.col(RUN).is_in(names[start:start + per_chunk], nulls_equal=True))
+                yield source, _only_keys(chosen, source.keys, keys)
             continue
         if pending and pending_rows + rows > chunk_rows:
-            yield _concat(pending)
+            yield None, _concat(pending)
             pending, pending_rows = [], 0
         pending.append(_only_keys(source.frame, source.keys, keys))
         pending_rows += rows
     if pending:
-        yield _concat(pending)
+        yield None, _concat(pending)
 
 
 def _sorted(records: pl.DataFrame) -> pl.DataFrame:

@@ -32,7 +32,8 @@ def index_in_run() -> pl.Expr:
     """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
     row = pl.int_range(pl.len(), dtype=pl.Int64)
     run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
-    return row - run_start.forward_fill()
+    # (a null first run id is no change from the missing row before it: that run starts at 0)
+    return row - run_start.forward_fill().fill_null(0)
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,8 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: 
     if in_memory:
         lazy = lazy.with_columns(index_in_run().alias(INDEX)).collect().lazy()
         new_block = pl.col(INDEX) == 0
-        # (rows before the first run id, when that is null, have no index: merged and sorted below)
-        unindexed = pl.col(INDEX).is_null()
     else:
         new_block = pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
-        unindexed = pl.lit(False)
     # A sum is NaN or infinite when a value is (or, rarely, when finite values overflow:
     # then the column is merely not treated as finite), and one pass is cheaper than is_finite.
     column_checks = [check for j, c in enumerate(metric_columns)
@@ -179,7 +177,7 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: 
                                    pl.col(c).sum().cast(pl.Float64).is_finite().alias(f"__finite{j}"))
                      ] if in_memory else []
     stats = lazy.select(
-        ((~new_block & (pl.col(STEP) <= pl.col(STEP).shift(1))) | unindexed).any().alias("out_of_order"),
+        (~new_block & (pl.col(STEP) <= pl.col(STEP).shift(1))).any().alias("out_of_order"),
         new_block.sum().alias("run_blocks"),
         # Every run id appears first where a block starts: hash only those rows.
         pl.col(RUN).filter(new_block).n_unique().alias("runs"),

@@ -167,3 +167,12 @@ def test_the_builtin_catalog_resolves_an_alias_to_the_key_trl_logs():
         assert records[["metric", "first_step", "message"]].rows() == [
             ("sampling/importance_sampling_ratio/mean", 2, "sampling/importance_sampling_ratio/mean at 0.30")]
     assert ruledsl.audit(frame, [rule], catalog=Catalog()).is_empty()  # no catalog: no alias
+
+
+@pytest.mark.parametrize("runs", [[None, None, "a", "a"], ["a", "a", None, None]])
+def test_rows_without_a_run_id_are_one_run_of_their_own(runs):
+    # Not dropped, wherever they sort, and one episode: null ids are equal to each other.
+    frame = pl.DataFrame({"run": runs, "step": [1, 2, 1, 2], "m": [5.0] * 4})
+    records = ruledsl.audit(frame, ["all: m > 1 -> low: high m"])
+    assert sorted(((r["run"] or ""), r["first_step"], r["n_evals"]) for r in records.to_dicts()) == \
+        [("", 1, 2), ("a", 1, 2)]

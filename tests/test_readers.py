@@ -181,6 +181,16 @@ def test_tables_name_their_runs_in_messages_and_keep_them_apart(tmp_path: Path):
     assert [r["n_evals"] for r in records] == [6, 6]
 
 
+def test_table_rows_without_a_run_name_are_the_tables_own_run(tmp_path: Path):
+    import polars as pl
+
+    pl.DataFrame({"run": [None, None, "a", "a"], "step": [1, 2, 1, 2], "loss": [5.0] * 4}) \
+        .write_parquet(tmp_path / "t.parquet")
+    for streaming in ("--no-streaming", "--streaming"):
+        records, _ = audit_json(str(tmp_path), "--no-builtin", streaming, "--alert", "all: loss > 1 -> high: {run}")
+        assert [(r["run"], r["message"], r["n_evals"]) for r in records] == [("t", "t", 2), ("t/a", "t/a", 2)]
+
+
 def test_tables_are_scanned_lazily(tmp_path: Path):
     import polars as pl
 

@@ -367,7 +367,7 @@ def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFra
 def _rule_edges(fired: pl.LazyFrame, column: RuleColumns) -> pl.LazyFrame:
     def follows(offset: int) -> pl.Expr:  # the fired row `offset` rows away is the adjacent evaluation
         return ((pl.col(INDEX).shift(offset) == pl.col(INDEX) - offset)
-                & (pl.col(RUN).shift(offset) == pl.col(RUN))).fill_null(False)
+                & pl.col(RUN).shift(offset).eq_missing(pl.col(RUN))).fill_null(False)
 
     return (fired.with_columns((~follows(1)).alias("__start"), (~follows(-1)).alias("__end"))
             .filter(pl.col("__start") | pl.col("__end"))

@@ -46,18 +46,10 @@ class Source:
     metadata: Path | None = None
     multi_run: bool = False  # a table with its own `run` column
     # For a multi-run source: the rows as stored (its own `run` names) and the columns
-    # besides the run that make `frame` of them, so that some of its runs can be read
-    # alone (filter pushed to the scan), or all of them under their own names.
+    # besides the run that make `frame` of them, so that its runs can be read under their
+    # own names (some of them alone: a filter on them reaches the scan).
     stored: pl.LazyFrame | None = None
     columns: tuple[pl.Expr, ...] = ()
-
-    def only_runs(self, runs: list[str]) -> pl.LazyFrame:
-        """The rows of these runs (ids as in `frame`)."""
-        if self.stored is None:
-            return self.frame.filter(pl.col(RUN).is_in(runs))
-        own_names = [r[len(self.run) + 1:] for r in runs]
-        return self.stored.filter(pl.col(RUN).cast(pl.String).is_in(own_names)).select(
-            run_column(self.run, True), *self.columns)
 
     def own_runs(self) -> pl.LazyFrame:
         """A multi-run source's rows under their own run names, which `run_id` turns into
