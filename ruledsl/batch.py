@@ -40,38 +40,60 @@ class ArchiveAudit:
     streaming: bool = False
 
 
+@dataclass
+class _Group:
+    """Sources audited with one rule set: the keys fit the same trainer (or trainers)."""
+
+    rules: engine.RuleSet
+    keys: set[str]  # the log keys its rules may read: only those columns are read
+    sources: list[Source] = field(default_factory=list)
+
+
 def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None = None,
                   streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> ArchiveAudit:
     """`trainer` (the --trainer option) applies to every run; otherwise each run's own."""
     notes: list[str] = []
     choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
     notes.extend(_guess_notes(archive.sources, choices))
-    groups: dict[tuple, list[Source]] = {}
-    rule_sets: dict[tuple, engine.RuleSet] = {}
-    for source, choice in zip(archive.sources, choices):
-        key = (choice.trainer, choice.candidates)
-        groups.setdefault(key, []).append(source)
-        if key not in rule_sets:
-            rule_sets[key] = engine.compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
-    # Only the columns some rule may read are read (and kept for the report's charts).
-    keys = {key: engine.read_keys(rule_set) for key, rule_set in rule_sets.items()}
+    groups = _groups(archive.sources, choices, rules)
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
     if stream:
-        parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), rule_sets[key],
-                                                            source.run_id if source else None)])
-                 for key, sources in groups.items() for source, chunk in _chunks(sources, chunk_rows, keys[key])]
-        records = _sorted(pl.concat(parts, how="vertical_relaxed"))
-        frame = _concat([_reading(sources, keys[key]) for key, sources in groups.items()])
-        return ArchiveAudit(records, frame, _run_ids(archive.sources), notes, True)
-    plan = [(key, source, frame) for key, sources in groups.items() for source, frame in _parts(sources, keys[key])]
+        return _audit_streaming(groups, chunk_rows, notes)
+    return _audit_in_memory(groups, notes)
+
+
+def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
+    found: dict[tuple, _Group] = {}
+    for source, choice in zip(sources, choices):
+        key = (choice.trainer, choice.candidates)
+        if key not in found:
+            rule_set = engine.compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
+            found[key] = _Group(rule_set, engine.read_keys(rule_set))
+        found[key].sources.append(source)
+    return list(found.values())
+
+
+def _audit_in_memory(groups: list[_Group], notes: list[str]) -> ArchiveAudit:
+    """Each group's rows read into memory at once (see `_parts`), then one engine query."""
+    plan = [(group, source, frame) for group in groups for source, frame in _parts(group.sources, group.keys)]
     in_memory = pl.collect_all([frame for _, _, frame in plan])
-    records = engine.audit_by_trainer([engine.AuditGroup(frame, rule_sets[key], source.run_id if source else None)
-                                       for frame, (key, source, _) in zip(in_memory, plan)])
+    records = engine.audit_by_trainer([engine.AuditGroup(frame, group.rules, source.run_id if source else None)
+                                       for frame, (group, source, _) in zip(in_memory, plan)])
     runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
             for run in _runs_in(frame)]
     named = [frame.lazy().with_columns(run_column(source.run, True)) if source else frame.lazy()
              for frame, (_, source, _) in zip(in_memory, plan)]
     return ArchiveAudit(records, _concat(named), runs, notes, False)
+
+
+def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str]) -> ArchiveAudit:
+    """Chunks of whole runs, one after the other; only their records are kept."""
+    parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), group.rules,
+                                                        source.run_id if source else None)])
+             for group in groups for source, chunk in _chunks(group.sources, chunk_rows, group.keys)]
+    records = _sorted(pl.concat(parts, how="vertical_relaxed"))
+    frame = _concat([_reading(group.sources, group.keys) for group in groups])
+    return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True)
 
 
 def _runs_in(frame: pl.DataFrame) -> list:
@@ -137,8 +159,8 @@ def _run_ids(sources: list[Source]) -> list[str]:
     ids: list[str] = []
     for source in sources:
         if source.multi_run:
-            ids.extend(source.frame.select(pl.col(RUN).unique(maintain_order=True))
-                       .collect(engine="streaming")[RUN].to_list())
+            own = source.own_runs().select(pl.col(RUN).unique(maintain_order=True))
+            ids.extend(source.run_id(name) for name in own.collect(engine="streaming")[RUN].to_list())
         else:
             ids.append(source.run)
     return ids

@@ -191,8 +191,8 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: 
     if not row["out_of_order"] and row["run_blocks"] == row["runs"]:
         complete = frozenset(c for j, c in enumerate(metric_columns) if row.get(f"__complete{j}"))
         finite = frozenset(c for j, c in enumerate(metric_columns) if c in complete and row.get(f"__finite{j}"))
-        return lazy.select(RUN, STEP, *metric_columns, *([INDEX] if in_memory else [])), complete, finite, \
-            row["rows"]
+        kept = [RUN, STEP, *metric_columns, *([INDEX] if in_memory else [])]
+        return lazy.select(kept), complete, finite, row["rows"]
     return (lazy.group_by(RUN, STEP)
             .agg(pl.col(c).drop_nulls().last() for c in metric_columns)
             .sort(RUN, STEP)), frozenset(), frozenset(), row["rows"]
