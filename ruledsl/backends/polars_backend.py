@@ -13,8 +13,8 @@ other series are filtered and indexed each.
 
 All shorthand rules on one metric share one frame: its window statistics are
 columns computed once, each rule adds its `fired` column, and episodes are read
-off the firing rows alone, where one starts or ends (`episode_edges`). A full expression gets
-a frame of its own (its metrics joined on run and step).
+off the firing rows alone, where one starts or ends (`episode_edges`). A full
+expression gets a frame of its own (its metrics joined on run and step).
 
 Where the time goes (measured, benchmarks/README.md): the exact window sums, a
 chain of W shifted columns added left to right, are about 40% of a frame with a
