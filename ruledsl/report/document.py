@@ -62,7 +62,7 @@ def uncharted_text(doc: Document) -> str:
     if not doc.uncharted:
         return ""
     return (f"Charts of {len(doc.charts)} of {len(doc.charts) + doc.uncharted} alerted metrics, those of the "
-            f"most severe alerts first; the table above lists every alert (--max-charts sets the number).")
+            "most severe alerts first; the table above lists every alert (--max-charts sets the number).")
 
 
 def _chart(panel) -> Chart:
