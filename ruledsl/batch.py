@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 import polars as pl
 
 from . import engine, trainers
-from .frames import RUN, STEP
+from .frames import RUN, STEP, block_starts
 from .readers import Archive, Source
 from .readers.common import run_column
 from .rule import Rule
@@ -98,8 +98,7 @@ def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str]) ->
 
 def _runs_in(frame: pl.DataFrame) -> list:
     """The run ids of a frame, in order; only the first row of each block of rows is hashed."""
-    block_start = pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
-    return frame.lazy().select(pl.col(RUN).filter(block_start).unique(maintain_order=True)).collect()[RUN].to_list()
+    return frame.lazy().select(pl.col(RUN).filter(block_starts()).unique(maintain_order=True)).collect()[RUN].to_list()
 
 
 def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, pl.LazyFrame]]:

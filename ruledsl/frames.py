@@ -28,12 +28,16 @@ INDEX = "__i"  # position in the series of the run (spec §2's i)
 DEFAULT_RUN = "default"  # the run id of a frame without a `run` column
 
 
+def block_starts() -> pl.Expr:
+    """True at the first row of each block of rows with the same run id (row 0 always,
+    even when its run id is null)."""
+    return pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
+
+
 def index_in_run() -> pl.Expr:
     """0, 1, 2, … restarting at every run, for a frame sorted by run (no group-by)."""
     row = pl.int_range(pl.len(), dtype=pl.Int64)
-    run_start = pl.when(pl.col(RUN).ne_missing(pl.col(RUN).shift(1))).then(row)
-    # (a null first run id is no change from the missing row before it: that run starts at 0)
-    return row - run_start.forward_fill().fill_null(0)
+    return row - pl.when(block_starts()).then(row).forward_fill()
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: 
         lazy = lazy.with_columns(index_in_run().alias(INDEX)).collect().lazy()
         new_block = pl.col(INDEX) == 0
     else:
-        new_block = pl.col(RUN).ne_missing(pl.col(RUN).shift(1)) | (pl.int_range(pl.len()) == 0)
+        new_block = block_starts()
     # A sum is NaN or infinite when a value is (or, rarely, when finite values overflow:
     # then the column is merely not treated as finite), and one pass is cheaper than is_finite.
     column_checks = [check for j, c in enumerate(metric_columns)
