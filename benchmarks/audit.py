@@ -149,13 +149,13 @@ def child(path: Path, what: str) -> dict:
     """One measured path. Importing ruledsl and compiling the rule library (a fixed
     cost, about a second, whatever the archive) happen before the clock starts."""
     if what == "read-used":
-        from ruledsl import engine
-        from ruledsl.loader import load_rules
+        from ruledsl.compile import compile_rules
+        from ruledsl.model.loader import load_rules
 
-        used = {"run", "step"} | engine.read_keys(engine.compile_rules(load_rules(), trainer="grpo"))
+        used = {"run", "step"} | compile_rules(load_rules(), trainer="grpo").read_keys()
     elif what != "read":
-        from ruledsl.batch import audit_archive
-        from ruledsl.loader import load_rules
+        from ruledsl.engines.batch.archive import audit_archive
+        from ruledsl.model.loader import load_rules
         from ruledsl.readers import read_archive
 
         rules = load_rules()

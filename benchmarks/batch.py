@@ -280,7 +280,7 @@ def standin_reference_audit(rows, rule) -> list[dict]:
     One pass over the rows, a deque per run; no merging of repeated steps, no
     `for`, no `min_steps`, no catalog: just enough to time the plain-Python way.
     """
-    from ruledsl import ast as A
+    from ruledsl.lang import ast as A
 
     body, window, key = rule.condition.body, rule.window, rule.metric
     state: dict = {}

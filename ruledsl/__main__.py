@@ -1,3 +1,3 @@
-from .cli import app
+from ruledsl.cli import app
 
 app(prog_name="ruledsl")

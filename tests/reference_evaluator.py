@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 
-from ruledsl import ast
+from ruledsl.lang import ast
 
 NAN = float("nan")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from cli_helpers import EXAMPLES, audit_json, ruledsl
 from log_writers import REAL_LOGS
 from ruledsl.cli import progress as progress_module
-from ruledsl.engine import RECORD_FIELDS
+from ruledsl.alerts import RECORD_FIELDS
 
 
 def copy_example(run: str, target: Path) -> Path:

@@ -9,8 +9,8 @@ import polars as pl
 
 from cli_helpers import EXAMPLES
 from log_writers import write_jsonl, write_table
-from ruledsl.batch import audit_archive
-from ruledsl.loader import load_rules
+from ruledsl.engines.batch.archive import audit_archive
+from ruledsl.model.loader import load_rules
 from ruledsl.readers import read_archive
 
 

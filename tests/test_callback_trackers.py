@@ -11,9 +11,9 @@ from pathlib import Path
 
 from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
 
-from ruledsl.callback import DiagnosticsCallback
-from ruledsl.diagnostics_files import DiagnosticsFiles
-from ruledsl.trackers import TensorBoardTracker
+from ruledsl.integrations.callback import DiagnosticsCallback
+from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
+from ruledsl.integrations.trackers import TensorBoardTracker
 
 # SFT, batch 2 over 8 rows: epoch = 0.25 × step, so these start at steps 1 and 3
 ALERTS = ["sft: loss > 0 -> high: loss is {value:.3f}", "sft: epoch >= 0.75 -> critical: three quarters in"]

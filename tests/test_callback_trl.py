@@ -20,8 +20,8 @@ from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline 
 
 import trl
 
-from ruledsl.callback import DiagnosticsCallback
-from ruledsl.loader import load_rules
+from ruledsl.integrations.callback import DiagnosticsCallback
+from ruledsl.model.loader import load_rules
 
 # Batch 2 over 8 rows: `epoch` is 0.25 × step for SFT, DPO, KTO and Reward, a real key whose
 # values cross a threshold at a step known in advance.

@@ -9,12 +9,12 @@ import sys
 import pytest
 
 import ruledsl
-from ruledsl.announce import alert_text, is_plain
-from ruledsl.diagnostics_files import DiagnosticsFiles
-from ruledsl.errors import RuleSyntaxError
-from ruledsl.loader import load_rules
+from ruledsl.integrations.console import alert_text, is_plain
+from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
+from ruledsl.lang.errors import RuleSyntaxError
+from ruledsl.model.loader import load_rules
 from ruledsl.readers import read_archive
-from ruledsl.trainers import config_classes, trainer_id
+from ruledsl.model.trainers import config_classes, trainer_id
 
 
 def _config(name, *bases):
@@ -65,7 +65,7 @@ def test_import_ruledsl_does_not_import_transformers():
 def test_the_callback_is_a_lazy_attribute_of_the_package():
     import transformers
 
-    from ruledsl.callback import DiagnosticsCallback
+    from ruledsl.integrations.callback import DiagnosticsCallback
 
     assert ruledsl.DiagnosticsCallback is DiagnosticsCallback
     assert issubclass(DiagnosticsCallback, transformers.TrainerCallback)
@@ -74,7 +74,7 @@ def test_the_callback_is_a_lazy_attribute_of_the_package():
 
 
 def test_bad_custom_alert_raises_where():
-    from ruledsl.callback import DiagnosticsCallback
+    from ruledsl.integrations.callback import DiagnosticsCallback
 
     with pytest.raises(RuleSyntaxError) as caught:
         DiagnosticsCallback(custom_alerts=["sft: loss > 0 -> high: ok", "grpo: kl >> 3 -> high: broken"])
@@ -84,7 +84,7 @@ def test_bad_custom_alert_raises_where():
 
 
 def test_constructor_validates_the_rest():
-    from ruledsl.callback import DiagnosticsCallback
+    from ruledsl.integrations.callback import DiagnosticsCallback
 
     with pytest.raises(ValueError, match="stop_on"):
         DiagnosticsCallback(stop_on="urgent")
@@ -97,7 +97,7 @@ def test_constructor_validates_the_rest():
 
 
 def test_rules_dir_and_rules_add_to_the_library(tmp_path):
-    from ruledsl.callback import DiagnosticsCallback
+    from ruledsl.integrations.callback import DiagnosticsCallback
 
     (tmp_path / "mine.yaml").write_text("name: my_rule\ntrainers: [sft]\nmetric: loss\ncondition: '> 9'\n"
                                         "severity: low\nmessage: high loss\n")
@@ -145,7 +145,7 @@ def test_files_are_appended_line_by_line_and_readable(tmp_path):
 def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from ruledsl.callback import DiagnosticsCallback
+    from ruledsl.integrations.callback import DiagnosticsCallback
 
     args = type("DPOConfig", (), {"output_dir": str(tmp_path), "report_to": [], "run_name": None})()
     callback = DiagnosticsCallback(custom_alerts=["dpo: loss > 1 -> high: loss {value}"], stop_on="high",

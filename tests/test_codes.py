@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ruledsl.codes import CODES
+from ruledsl.lang.codes import CODES
 
 ROOT = Path(__file__).resolve().parent.parent
 

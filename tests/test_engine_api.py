@@ -20,7 +20,7 @@ def wide():
 
 def test_audit_records_have_exactly_the_spec_fields():
     records = ruledsl.audit(wide(), [RULE])
-    assert records.columns == list(ruledsl.engine.RECORD_FIELDS)
+    assert records.columns == list(ruledsl.alerts.RECORD_FIELDS)
     assert records.rows() == [
         ("a", "low", "high", None, "m", 2, 3, 2, 0.4, "m=0.40 at 2 (a, W=1, t=0.5, b=n/a)"),
         ("b", "low", "high", None, "m", 1, 3, 2, 0.2, "m=0.20 at 1 (b, W=1, t=0.5, b=n/a)"),
@@ -71,7 +71,7 @@ def test_without_run_column_there_is_one_run():
 
 def test_empty_results_keep_the_schema():
     records = ruledsl.audit(wide(), [RULE | {"condition": "> 100"}])
-    assert records.is_empty() and records.columns == list(ruledsl.engine.RECORD_FIELDS)
+    assert records.is_empty() and records.columns == list(ruledsl.alerts.RECORD_FIELDS)
     assert ruledsl.audit(wide(), []).is_empty()
 
 

@@ -145,7 +145,7 @@ def test_every_construct_of_the_brief_has_a_section_with_a_diagram_and_examples(
 
 def test_every_function_the_checker_knows_is_in_the_table():
     text = (DOCS / "grammar.md").read_text(encoding="utf-8")
-    for name in ruledsl.ast.FUNCTIONS:
+    for name in ruledsl.lang.ast.FUNCTIONS:
         assert re.search(rf"^\| `{name}\(", text, re.M), name
 
 
@@ -180,7 +180,7 @@ def test_every_error_example_raises_its_code(example):
 
 
 def test_every_condition_error_code_in_the_code_is_documented():
-    sources = [ROOT / "ruledsl" / "parser.py", ROOT / "ruledsl" / "checker.py"]
+    sources = [ROOT / "ruledsl" / "lang" / "parser.py", ROOT / "ruledsl" / "lang" / "checker.py"]
     used = set().union(*(re.findall(r'"(E1\d\d)"', p.read_text(encoding="utf-8")) for p in sources))
     documented = {e.code for e in content.ERRORS}
     assert used, "no error codes found: has the code moved?"

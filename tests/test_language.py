@@ -2,8 +2,9 @@
 
 import pytest
 
-from ruledsl import RuleSyntaxError, ast, parse_condition, parse_inline_alert
-from ruledsl.parser import _parser
+from ruledsl import RuleSyntaxError, parse_condition, parse_inline_alert
+from ruledsl.lang import ast
+from ruledsl.lang.parser import _parser
 
 
 def test_the_parser_is_lalr():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import ROOT, ruledsl
-from ruledsl.loader import read_rule_file
+from ruledsl.model.loader import read_rule_file
 
 LEGACY = Path(__file__).parent / "data" / "lint" / "legacy_format"
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from ruledsl.catalog import builtin_catalog
-from ruledsl.errors import Span
-from ruledsl.loader import RuleLoadError, load_rules, read_rule_file
-from ruledsl.yaml_source import YamlError, read_yaml
+from ruledsl.model.catalog import builtin_catalog
+from ruledsl.lang.errors import Span
+from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
+from ruledsl.model.yaml_source import YamlError, read_yaml
 
 RULE = """\
 name: {name}
@@ -117,7 +117,7 @@ def test_the_catalog_knows_trainers_keys_and_placeholders():
 
 
 def test_the_schema_describes_every_property_for_editors():
-    from ruledsl.schema import rule_schema
+    from ruledsl.model.schema import rule_schema
 
     schema = rule_schema()
     assert schema["$schema"].endswith("2020-12/schema") and schema["$id"]
@@ -137,7 +137,7 @@ def test_the_schema_describes_every_property_for_editors():
 
 
 def test_every_builtin_rule_file_points_editors_at_the_schema():
-    from ruledsl.loader import builtin_rules_dir, discover
+    from ruledsl.model.loader import builtin_rules_dir, discover
 
     for path in discover([builtin_rules_dir()]):
         first = path.read_text().splitlines()[0]

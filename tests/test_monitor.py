@@ -18,9 +18,9 @@ import pytest
 
 import ruledsl
 from conformance_cases import assert_episodes, load_cases, rule_mapping, wide_frame
-from ruledsl.catalog import Catalog
-from ruledsl.loader import load_rules
-from ruledsl.monitor import AlertEvent, Monitor
+from ruledsl.model.catalog import Catalog
+from ruledsl.model.loader import load_rules
+from ruledsl.engines.live.monitor import AlertEvent, Monitor
 from ruledsl.readers import read_archive
 
 CASES = load_cases()

@@ -17,7 +17,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import ruledsl
-from ruledsl.monitor import Monitor
+from ruledsl.engines.live.monitor import Monitor
 from test_properties import (CATALOG, DECIMAL, EXPRESSION_FEATURES, FRAMES, SETTINGS, SHORTHAND_KINDS, Case,
                              check_parse, expression_cases, shorthand_cases)
 

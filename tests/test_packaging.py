@@ -33,7 +33,7 @@ def test_the_wheel_carries_grammar_rules_and_schemas(fresh_install, tmp_path):
     script = """
 import json, ruledsl, polars as pl
 from ruledsl.resources import data_dir
-from ruledsl.loader import load_rules
+from ruledsl.model.loader import load_rules
 rules = load_rules()
 frame = pl.DataFrame({"step": [1, 2, 3], "loss": [1.0, float("nan"), float("nan")]})
 records = ruledsl.audit(frame, rules + ["sft: loss nonfinite -> critical: boom"], trainer="sft")

@@ -38,8 +38,8 @@ from hypothesis.control import currently_in_test_context
 
 import ruledsl
 from reference_evaluator import reference_audit, reference_evaluations
-from ruledsl import ast
-from ruledsl.catalog import Catalog
+from ruledsl.lang import ast
+from ruledsl.model.catalog import Catalog
 
 KEYS = ("a", "rewards/chosen", "my-metric (x)")  # the last one needs backticks in a condition
 ALIAS = "ratio"  # not a log key: resolves per run to rewards/chosen or a (spec §2)

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ruledsl import ast, engine
-from ruledsl.loader import load_rules
+from ruledsl.lang import ast
+from ruledsl.alerts import RECORD_FIELDS
+from ruledsl.lang.meaning import threshold_of
+from ruledsl.model.loader import load_rules
 from cli_helpers import ruledsl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +112,7 @@ def expected_threshold(rule_name: str) -> float | None:
     rule = next(r for r in load_rules([], trainer=None, include_builtin=True) if r.name == rule_name)
     first = ast.leaves(rule.condition.body)[0]
     if rule.condition.is_shorthand and isinstance(first, (ast.ShorthandCompare, ast.Between)):
-        return engine.threshold_of(rule.condition)
+        return threshold_of(rule.condition)
     return None
 
 
@@ -120,7 +122,7 @@ def expected_threshold(rule_name: str) -> float | None:
 def test_csv_reads_back_as_the_json_records(json_records):
     text = examples_report("csv")
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert text.splitlines()[0] == ",".join(engine.RECORD_FIELDS)
+    assert text.splitlines()[0] == ",".join(RECORD_FIELDS)
 
     def typed(row):
         out = {k: (None if v == "" else v) for k, v in row.items()}
@@ -330,7 +332,7 @@ def test_empty_reports_are_well_formed(tmp_path: Path):
     markdown = ruledsl("audit", healthy, "--trainer", "dpo", "--format", "markdown").stdout
     assert "## Summary" in markdown and "No alerts." in markdown and "| **total** | **0** |" in markdown
     assert ruledsl("audit", healthy, "--trainer", "dpo", "--format", "csv").stdout.splitlines() == \
-        [",".join(engine.RECORD_FIELDS)]
+        [",".join(RECORD_FIELDS)]
 
 
 def test_output_suffix_chooses_the_format_and_format_wins_with_a_warning(tmp_path: Path, json_records):

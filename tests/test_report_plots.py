@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ruledsl.plots import PLOT_W, Band, Level, line_chart, nice_ticks, thinned, Scale
+from ruledsl.report.charts import PLOT_W, Band, Level, line_chart, nice_ticks, thinned, Scale
 from ruledsl.report import Format, choose_format
 from ruledsl.report.markdown import md_text
 from ruledsl.report.table import printable
@@ -124,9 +124,9 @@ def _charts_of(html: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("form", ["wide", "long"])
 def test_render_from_python_frames(form):
-    from ruledsl import engine
+    from ruledsl.engines.batch import engine
     from ruledsl.report import ReportContext, render
-    from ruledsl.rule import rule_from_inline
+    from ruledsl.model.rule import rule_from_inline
 
     steps = list(range(20))
     loss = [1.0] * 10 + [3.0] * 10
@@ -143,9 +143,9 @@ def test_render_from_python_frames(form):
 
 
 def test_drop_draws_the_level_its_window_mean_crosses():
-    from ruledsl import engine
+    from ruledsl.engines.batch import engine
     from ruledsl.report import ReportContext, render
-    from ruledsl.rule import Rule
+    from ruledsl.model.rule import Rule
 
     rule = Rule.from_dict({"name": "entropy_drop", "trainers": ["all"], "metric": "entropy", "window": 2,
                            "condition": "drop(80%)", "severity": "medium", "message": "m"})

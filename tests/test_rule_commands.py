@@ -151,8 +151,8 @@ def test_pre_commit_hooks_call_real_commands():
 
 
 def test_every_engine_is_asked_and_a_disagreeing_one_is_named(monkeypatch):
-    from ruledsl import rule_tests
-    from ruledsl.rule import Rule
+    from ruledsl.authoring import rule_tests
+    from ruledsl.model.rule import Rule
 
     rule = Rule.from_dict(yaml.safe_load(RULE))
     assert all(r.passed for r in rule_tests.run_rule_tests(rule))
@@ -163,8 +163,8 @@ def test_every_engine_is_asked_and_a_disagreeing_one_is_named(monkeypatch):
 
 
 def test_explain_reads_full_expressions_in_words():
-    from ruledsl.explain import meaning
-    from ruledsl.rule import rule_from_inline
+    from ruledsl.authoring.explain import meaning
+    from ruledsl.model.rule import rule_from_inline
 
     rule = rule_from_inline("dpo: mean(loss, 20) > 2 * baseline(loss, 20) or delta(loss, 3) > 1 -> low: up")
     assert meaning(rule).startswith(

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from ruledsl import Rule, RuleSyntaxError, RuleValidationError
-from ruledsl.templates import parse_template
+from ruledsl.lang.templates import parse_template
 
 BASE = {"name": "is_ratio_low", "trainers": ["grpo", "ppo"], "metric": "importance_sampling_ratio",
         "condition": "< 0.5", "severity": "high", "message": "IS ratio at {value:.3f}"}

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from log_writers import REAL_LOGS
-from ruledsl import trainers
+from ruledsl.model import trainers
 
 
 def keys_of(name: str) -> set[str]:

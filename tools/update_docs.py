@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ruledsl.codes import markdown_table  # noqa: E402
+from ruledsl.lang.codes import markdown_table  # noqa: E402
 
 CONTRIBUTING = ROOT / "docs" / "contributing-rules.md"
 START, END = "<!-- codes:start -->\n", "<!-- codes:end -->"

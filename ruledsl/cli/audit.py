@@ -10,14 +10,15 @@ import typer
 
 import polars as pl
 
-from ..batch import audit_archive
-from ..errors import FrameError, RuleSyntaxError
-from ..loader import RuleLoadError, load_rules
-from ..readers import read_archive
-from ..report import SEVERITY_RANK, Format, ReportContext, choose_format, render
-from ..rule import SEVERITIES, rule_from_inline
-from .app import app, fail
-from .progress import ProgressLine
+from ruledsl.engines.batch.archive import audit_archive
+from ruledsl.lang.errors import FrameError, RuleSyntaxError
+from ruledsl.model.loader import RuleLoadError, load_rules
+from ruledsl.readers import read_archive
+from ruledsl.report import Format, ReportContext, choose_format, render
+from ruledsl.alerts import SEVERITIES, at_least
+from ruledsl.model.rule import rule_from_inline
+from ruledsl.cli.app import app, fail
+from ruledsl.cli.progress import ProgressLine
 
 
 @app.command()
@@ -47,7 +48,7 @@ def audit(
                                              "larger than a quarter of the machine's memory."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
-    if fail_on is not None and fail_on not in SEVERITY_RANK:
+    if fail_on is not None and fail_on not in SEVERITIES:
         fail(f"--fail-on takes one of {', '.join(SEVERITIES)}, not {fail_on!r}")
     try:
         rule_set = load_rules(rules, trainer=trainer, include_builtin=not no_builtin)
@@ -87,5 +88,5 @@ def audit(
             fail(f"cannot write the report to {output}: {exc.strerror or exc}")
     else:
         typer.echo(report, nl=False)
-    if fail_on is not None and any(SEVERITY_RANK[s] >= SEVERITY_RANK[fail_on] for s in records["severity"]):
+    if fail_on is not None and any(at_least(s, fail_on) for s in records["severity"]):
         raise typer.Exit(1)

@@ -9,11 +9,11 @@ from typing import Optional
 import typer
 import yaml
 
-from ..errors import RuleSyntaxError
-from ..explain import compiled_plan, meaning, resolved_keys
-from ..loader import RuleLoadError, load_rules, read_rule_file
-from ..rule import Rule, rule_from_inline
-from .app import app, fail
+from ruledsl.lang.errors import RuleSyntaxError
+from ruledsl.authoring.explain import compiled_plan, meaning, resolved_keys
+from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
+from ruledsl.model.rule import Rule, rule_from_inline
+from ruledsl.cli.app import app, fail
 
 
 @app.command()

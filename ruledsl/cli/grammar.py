@@ -9,10 +9,10 @@ from typing import Optional
 import typer
 from lark.exceptions import GrammarError
 
-from .. import docs
-from ..docs.document import DocsContentError
-from ..docs.grammar_model import GrammarShapeError
-from .app import app, fail
+from ruledsl import docs
+from ruledsl.docs.document import DocsContentError
+from ruledsl.docs.grammar_model import GrammarShapeError
+from ruledsl.cli.app import app, fail
 
 
 class DocFormat(str, Enum):

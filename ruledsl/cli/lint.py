@@ -10,11 +10,11 @@ from typing import List, Optional
 
 import typer
 
-from ..codes import CODES
-from ..lint import lint as lint_files
-from ..lint import formats
-from ..loader import builtin_rules_dir
-from .app import app, fail
+from ruledsl.lang.codes import CODES
+from ruledsl.lint import lint as lint_files
+from ruledsl.lint import formats
+from ruledsl.model.loader import builtin_rules_dir
+from ruledsl.cli.app import app, fail
 
 
 class LintFormat(str, Enum):

@@ -8,12 +8,13 @@ from typing import List, Optional
 
 import typer
 
-from ..errors import RuleValidationError
-from ..loader import read_rule_file
-from ..resources import data_dir
-from ..rule import SEVERITIES, Rule
-from ..scaffold import scaffold
-from .app import app, fail
+from ruledsl.lang.errors import RuleValidationError
+from ruledsl.model.loader import read_rule_file
+from ruledsl.resources import data_dir
+from ruledsl.alerts import SEVERITIES
+from ruledsl.model.rule import Rule
+from ruledsl.authoring.scaffold import scaffold
+from ruledsl.cli.app import app, fail
 
 
 @app.command()

@@ -7,10 +7,10 @@ from typing import List
 
 import typer
 
-from ..lint.formats import shown_path
-from ..loader import builtin_rules_dir, discover, read_rule_file
-from ..rule_tests import ENGINES, run_rule_tests
-from .app import app, fail
+from ruledsl.lint.formats import shown_path
+from ruledsl.model.loader import builtin_rules_dir, discover, read_rule_file
+from ruledsl.authoring.rule_tests import ENGINES, run_rule_tests
+from ruledsl.cli.app import app, fail
 
 
 @app.command("test")

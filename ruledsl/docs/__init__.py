@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import html, markdown
-from .document import Diagram, build
-from .grammar_model import default_grammar_path, read_grammar
+from ruledsl.docs import html, markdown
+from ruledsl.docs.document import Diagram, build
+from ruledsl.docs.grammar_model import default_grammar_path, read_grammar
 
 MARKDOWN_FILE = "grammar.md"
 DIAGRAM_DIR = markdown.DIAGRAM_DIR

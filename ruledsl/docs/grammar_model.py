@@ -18,7 +18,7 @@ from lark import Tree
 from lark.grammar import NonTerminal, Terminal
 from lark.load_grammar import load_grammar
 
-from ..resources import data_dir
+from ruledsl.resources import data_dir
 
 # ---------------------------------------------------------------- expression nodes
 

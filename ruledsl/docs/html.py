@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from html import escape
 
-from .document import Block, Bullets, Code, Diagram, Heading, Paragraph, Table
+from ruledsl.docs.document import Block, Bullets, Code, Diagram, Heading, Paragraph, Table
 
 STYLE = """
 body { font-family: sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #111; }

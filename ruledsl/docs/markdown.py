@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .document import Block, Bullets, Code, Diagram, Heading, Paragraph, Table
+from ruledsl.docs.document import Block, Bullets, Code, Diagram, Heading, Paragraph, Table
 
 DIAGRAM_DIR = "diagrams"
 

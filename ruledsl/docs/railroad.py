@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Callable, Optional
 
-from . import grammar_model as g
+from ruledsl.docs import grammar_model as g
 
 CHAR_WIDTH = 8  # px per character of 13px monospace text
 BOX_HEIGHT = 22

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..catalog import Catalog, builtin_catalog
-from ..loader import FileProblem, RuleFile, builtin_rules_dir, discover, duplicate_name, read_rule_file
-from .checks import CHECKS, LintContext
+from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.model.loader import FileProblem, RuleFile, builtin_rules_dir, discover, duplicate_name, read_rule_file
+from ruledsl.lint.checks import CHECKS, LintContext
 
 
 @dataclass

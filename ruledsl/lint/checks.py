@@ -2,7 +2,7 @@
 
 A check sees a rule file that loaded cleanly (its `Rule` and its YAML with
 positions) and yields diagnostics placed in the file. Checks never raise for a
-problem in the rule; they report it. Codes and their meaning: ruledsl/codes.py.
+problem in the rule; they report it. Codes and their meaning: ruledsl/lang/codes.py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .. import ast
-from ..catalog import ANY_TRAINER, Catalog
-from ..engine import threshold_of
-from ..errors import Diagnostic, Span
-from ..loader import RuleFile
-from ..rule import TRAINER_SYNONYMS
-from ..rule_tests import run_rule_tests
+from ruledsl.lang import ast
+from ruledsl.model.catalog import ANY_TRAINER, Catalog
+from ruledsl.lang.meaning import threshold_of
+from ruledsl.lang.errors import Diagnostic, Span
+from ruledsl.model.loader import RuleFile
+from ruledsl.model.rule import TRAINER_SYNONYMS
+from ruledsl.authoring.rule_tests import run_rule_tests
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from typing import Callable
 
 import polars as pl
 
-from ..frames import STEP
-from . import discovery, jsonlog, mlflow_store, tables, tfevents
-from .common import ReadProblem, Source
-from .discovery import RunSpec
+from ruledsl.engines.batch.frames import STEP
+from ruledsl.readers import discovery, jsonlog, mlflow_store, tables, tfevents
+from ruledsl.readers.common import ReadProblem, Source
+from ruledsl.readers.discovery import RunSpec
 
 __all__ = ["Archive", "ReadProblem", "Source", "read_archive"]
 

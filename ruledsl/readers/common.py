@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from ..frames import RUN, STEP
+from ruledsl.engines.batch.frames import RUN, STEP
 
 NON_FINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf,
                       "infinity": math.inf, "-infinity": -math.inf}

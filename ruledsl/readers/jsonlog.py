@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 import polars as pl
 
-from ..frames import RUN, STEP
-from .common import ReadProblem, Source, metric_keys, number, rows_frame, run_column
+from ruledsl.engines.batch.frames import RUN, STEP
+from ruledsl.readers.common import ReadProblem, Source, metric_keys, number, rows_frame, run_column
 
 BLOCK_BYTES = 32 * 2**20  # read and parsed by polars a block of whole lines at a time
 SAMPLE_LINES = 1000  # lines polars infers a block's schema from, when that is provably enough

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .common import ReadProblem, Source, rows_frame
+from ruledsl.readers.common import ReadProblem, Source, rows_frame
 
 META_FILE, METRICS_DIR = "meta.yaml", "metrics"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ..frames import RUN, STEP
-from .common import ReadProblem, Source, numeric_columns, run_column
+from ruledsl.engines.batch.frames import RUN, STEP
+from ruledsl.readers.common import ReadProblem, Source, numeric_columns, run_column
 
 CSV_SCHEMA_ROWS = 10_000  # rows polars reads to guess CSV column types
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ReadProblem, Source, rows_frame
+from ruledsl.readers.common import ReadProblem, Source, rows_frame
 
 EVENT_FILE_MARK = "tfevents"
 TAG_PREFIXES = {"train/": "", "eval/": "eval_", "test/": "test_"}  # written prefix → log key prefix

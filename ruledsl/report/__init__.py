@@ -8,14 +8,14 @@ from pathlib import Path
 
 import polars as pl
 
-from .context import ReportContext
-from .document import build
-from .html import to_html
-from .markdown import to_markdown
-from .records import to_csv, to_json, to_jsonl
-from .table import SEVERITY_RANK, to_table
+from ruledsl.report.context import ReportContext
+from ruledsl.report.document import build
+from ruledsl.report.html import to_html
+from ruledsl.report.markdown import to_markdown
+from ruledsl.report.records import to_csv, to_json, to_jsonl
+from ruledsl.report.table import to_table
 
-__all__ = ["Format", "ReportContext", "SEVERITY_RANK", "choose_format", "render"]
+__all__ = ["Format", "ReportContext", "choose_format", "render"]
 
 
 class Format(str, Enum):

@@ -12,11 +12,11 @@ from typing import Any, Sequence
 
 import polars as pl
 
-from .. import ast
-from ..engine import CompiledRule, compile_rules
-from ..frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
-from ..plots import Band, Level
-from ..rule import Rule
+from ruledsl.lang import ast
+from ruledsl.compile import CompiledRule, compile_rules
+from ruledsl.engines.batch.frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
+from ruledsl.report.charts import Band, Level
+from ruledsl.model.rule import Rule
 
 
 @dataclass(frozen=True)

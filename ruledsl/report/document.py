@@ -12,11 +12,12 @@ from typing import Any
 
 import polars as pl
 
-from ..plots import line_chart
-from ..rule import Rule
-from .context import ReportContext, panels, window_mean
-from .records import plain_record, plain_records
-from .table import SEVERITY_RANK, headline, severity_counts
+from ruledsl.report.charts import line_chart
+from ruledsl.model.rule import Rule
+from ruledsl.report.context import ReportContext, panels, window_mean
+from ruledsl.report.records import plain_record, plain_records
+from ruledsl.alerts import severity_rank
+from ruledsl.report.table import headline, severity_counts
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def charted(found: list, limit: int) -> list:
     many megabytes that no one scrolls through."""
     if len(found) <= limit:
         return found
-    worst = [max(SEVERITY_RANK[r["severity"]] for r in panel.records) for panel in found]
+    worst = [max(severity_rank(r["severity"]) for r in panel.records) for panel in found]
     chosen = sorted(range(len(found)), key=lambda j: (-worst[j], j))[:limit]
     return [found[j] for j in sorted(chosen)]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..plots import SEVERITY_COLOURS, escape
-from .document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
+from ruledsl.report.charts import SEVERITY_COLOURS, escape
+from ruledsl.report.document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import re
 
-from ..plots import escape
-from .document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
+from ruledsl.report.charts import escape
+from ruledsl.report.document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.

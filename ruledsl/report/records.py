@@ -14,7 +14,7 @@ import math
 
 import polars as pl
 
-from ..engine import RECORD_FIELDS
+from ruledsl.alerts import RECORD_FIELDS, json_safe
 
 
 def to_json(records: pl.DataFrame) -> str:
@@ -47,16 +47,10 @@ def _cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def json_value(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
 def plain_records(records: pl.DataFrame) -> list[dict]:
     """The records as dicts of JSON values, fields in the order of spec §4."""
     return [plain_record(row) for row in records.iter_rows(named=True)]
 
 
 def plain_record(row: dict) -> dict:
-    return {k: json_value(row[k]) for k in RECORD_FIELDS}
+    return {k: json_safe(row[k]) for k in RECORD_FIELDS}

@@ -11,10 +11,10 @@ import os
 
 import polars as pl
 
-from ..rule import SEVERITIES
-from .context import ReportContext
+from ruledsl.alerts import SEVERITIES, Severity
+from ruledsl.report.context import ReportContext
 
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+SEVERITY_RANK = {s.value: s.rank for s in Severity}  # as polars' replace_strict wants it
 ICONS = {"low": "·", "medium": "⚠", "high": "🚨", "critical": "🔥"}
 COLOURS = {"low": "2", "medium": "33", "high": "31", "critical": "1;31"}  # ANSI SGR codes
 

@@ -1,0 +1,3 @@
+"""Tools for rule authors: rule tests run on both engines, scaffolding new rules,
+and explaining what a rule means.
+"""

@@ -1,0 +1,137 @@
+"""Running a rule's `tests:` cases (spec §7) through the engines.
+
+A case is a small log (`series`: metric key → values, one per step; `steps`
+optional) and the episodes the rule must report on it (`expect`: first_step,
+optionally last_step and message). Every case runs on each engine in `ENGINES`;
+a case passes when every engine reports exactly the expected episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import polars as pl
+
+from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.engines.batch.engine import audit
+from ruledsl.engines.live.monitor import Monitor
+from ruledsl.model.rule import Rule
+
+TEST_RUN = "default"  # as for any log without run ids
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
+
+
+class CaseError(ValueError):
+    """A case that cannot be run as written (E402)."""
+
+
+@dataclass
+class CaseResult:
+    rule: Rule
+    index: int
+    name: str
+    failures: list[str] = field(default_factory=list)  # one sentence per engine that disagreed
+    error: str | None = None  # set when the case could not be run
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures and self.error is None
+
+
+def case_rows(case: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """The case's log as (step, {key: value}) rows in step order; null values are absent keys."""
+    series = case.get("series") or {}
+    lengths = {len(values) for values in series.values()}
+    steps = case.get("steps")
+    if steps is None:
+        steps = list(range(max(lengths, default=0)))
+    elif lengths and lengths != {len(steps)}:
+        raise CaseError(f"`steps` has {len(steps)} entries but the series have {sorted(lengths)} values")
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise CaseError("`steps` must be strictly increasing")
+    rows: dict[int, dict[str, float]] = {step: {} for step in steps}
+    for key, values in series.items():
+        for step, value in zip(steps, values):
+            if value is not None:
+                rows[step][key] = _number(value, key)
+    return list(rows.items())
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, str):
+        if value.strip().lower() not in NON_FINITE:
+            raise CaseError(f"{key}: {value!r} is not a number (non-finite values are 'nan', 'inf', '-inf')")
+        return NON_FINITE[value.strip().lower()]
+    return float(value)
+
+
+def batch_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
+                   catalog: Catalog | None) -> list[dict[str, Any]]:
+    """The episodes `audit` reports for the case's log."""
+    long = pl.DataFrame(
+        [(TEST_RUN, step, key, value) for step, metrics in rows for key, value in metrics.items()],
+        schema={"run": pl.String, "step": pl.Int64, "key": pl.String, "value": pl.Float64}, orient="row")
+    return audit(long, [rule], trainer=trainer, catalog=catalog).to_dicts()
+
+
+def incremental_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
+                         catalog: Catalog | None) -> list[dict[str, Any]]:
+    """The episodes the Monitor (the callback's engine) finds, fed one row at a time as in training."""
+    monitor = Monitor([rule], trainer=trainer, catalog=catalog, run=TEST_RUN)
+    for step, metrics in rows:
+        monitor.update(step, metrics)
+    monitor.finish()
+    return monitor.episodes()
+
+
+Engine = Callable[[Rule, list, "str | None", "Catalog | None"], list[dict[str, Any]]]
+ENGINES: dict[str, Engine] = {"batch": batch_episodes, "incremental": incremental_episodes}
+
+
+def run_case(rule: Rule, index: int, catalog: Catalog | None = None) -> CaseResult:
+    case = rule.tests[index]
+    result = CaseResult(rule, index, str(case.get("name") or f"case {index + 1}"))
+    try:
+        rows = case_rows(case)
+    except CaseError as exc:
+        result.error = str(exc)
+        return result
+    catalog = catalog if catalog is not None else builtin_catalog()
+    readable = {key for metric in rule.metrics for key in catalog.candidates(metric, rule.trainers)}
+    if rule.metrics and not readable & {key for _, metrics in rows for key in metrics}:
+        result.error = f"the series name none of the metrics the rule reads ({', '.join(rule.metrics)})"
+        return result
+    trainer = None if rule.applies_to_all else rule.trainers[0]
+    for engine_name, engine in ENGINES.items():
+        episodes = engine(rule, rows, trainer, catalog)
+        mismatch = compare(case.get("expect") or [], episodes)
+        if mismatch:
+            result.failures.append(f"{engine_name} engine: {mismatch}")
+    return result
+
+
+def compare(expected: list[Mapping[str, Any]], episodes: list[Mapping[str, Any]]) -> str | None:
+    """None when the episodes are the expected ones, else what differs, in words."""
+    got = [e["first_step"] for e in episodes]
+    want = [e["first_step"] for e in expected]
+    if got != want:
+        return f"expected episodes starting at steps {want}, got {got}" + _messages(episodes)
+    for wanted, episode in zip(expected, episodes):
+        for key in ("last_step", "message"):
+            if key in wanted and wanted[key] != episode[key]:
+                return (f"the episode starting at step {episode['first_step']}: expected {key} "
+                        f"{wanted[key]!r}, got {episode[key]!r}")
+    return None
+
+
+def _messages(episodes: list[Mapping[str, Any]]) -> str:
+    if not episodes:
+        return ""
+    shown = "; ".join(f"step {e['first_step']}–{e['last_step']}: {e['message']}" for e in episodes[:3])
+    return f" ({shown}{' …' if len(episodes) > 3 else ''})"
+
+
+def run_rule_tests(rule: Rule, catalog: Catalog | None = None) -> list[CaseResult]:
+    return [run_case(rule, i, catalog) for i in range(len(rule.tests))]

@@ -1,0 +1,84 @@
+"""Rules → a compiled rule set for one trainer: the input of both engines.
+
+Compiling a rule here means what is the same for every engine: choosing the
+rules that apply to the trainer (spec §8), resolving each metric as written to
+the log keys to try, in order (aliases, spec §2), and fixing the number that
+`{threshold}` reports (spec §5). How a condition is computed is each engine's
+business (ruledsl.engines.batch, ruledsl.engines.live).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Union
+
+from ruledsl.lang.meaning import threshold_of
+from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.model.rule import Rule, rule_from_inline
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: Rule
+    candidates: Mapping[str, tuple[str, ...]]  # metric as written → log keys to try, in order
+    threshold: float | None  # spec §5: the first number of the first term
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[CompiledRule, ...]
+    trainer: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterator[CompiledRule]:
+        return iter(self.rules)
+
+    def read_keys(self) -> set[str]:
+        """Every log key the rules may read (each metric's candidates)."""
+        return {key for compiled in self for keys in compiled.candidates.values() for key in keys}
+
+
+RuleLike = Union[Rule, Mapping[str, Any], str]
+
+
+def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
+                  catalog: Catalog | None = None) -> RuleSet:
+    """Compile rules (Rule objects, mappings or inline-alert strings) for one trainer.
+
+    Disabled rules and rules for other trainers are left out; `trainer=None`
+    (unknown) keeps every enabled rule (spec §8). Duplicate names are an error.
+    Metric aliases resolve through `catalog` (default: the builtin metric catalog).
+    """
+    if isinstance(rules, RuleSet):
+        return rules
+    catalog = catalog if catalog is not None else builtin_catalog()
+    compiled: list[CompiledRule] = []
+    seen: dict[str, Rule] = {}
+    for item in rules:
+        rule = as_rule(item)
+        if rule.name in seen:
+            raise ValueError(f"two rules are named {rule.name!r} "
+                             f"({seen[rule.name].origin or 'code'} and {rule.origin or 'code'})")
+        seen[rule.name] = rule
+        if not rule.enabled or not rule.applies_to(trainer):
+            continue
+        trainers = [trainer] if trainer else list(rule.trainers)
+        candidates = {name: catalog.candidates(name, trainers) for name in rule.metrics}
+        compiled.append(CompiledRule(rule, candidates, threshold_of(rule.condition)))
+    return RuleSet(tuple(compiled), trainer)
+
+
+def as_rule(item: RuleLike) -> Rule:
+    """A Rule from a Rule, a rule file's mapping or an inline-alert string."""
+    if isinstance(item, Rule):
+        return item
+    if isinstance(item, str):
+        return rule_from_inline(item)
+    if isinstance(item, Mapping):
+        return Rule.from_dict(item, origin="code")
+    raise TypeError(f"a rule must be a Rule, a mapping or an inline-alert string, not {type(item).__name__}")
+
+
+__all__ = ["CompiledRule", "RuleLike", "RuleSet", "as_rule", "compile_rules"]

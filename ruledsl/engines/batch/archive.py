@@ -1,0 +1,194 @@
+"""An archive of runs → alert records, each run audited with its own trainer's rules.
+
+The runs are grouped by trainer (spec §8, `trainers.choose`) and every group
+goes through one engine query (`engine.audit_by_trainer`). Only the columns
+some rule of the group may read are read. Each group's rows are
+read once into memory first: the engine's plan reads every metric's series
+separately, and from memory that is much cheaper than scanning the files (and
+recomputing run ids) once per series.
+
+Streaming (asked for, or automatic past a share of the machine's memory) bounds
+memory instead: runs are independent, so the archive is audited a chunk of whole
+runs at a time (filters pushed down to the file scans), each chunk read with
+polars' streaming engine, and only the records are kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import polars as pl
+
+from ruledsl.engines.batch import engine
+from ruledsl.compile import RuleSet, compile_rules
+from ruledsl.model import trainers
+from ruledsl.engines.batch.frames import RUN, STEP, block_starts
+from ruledsl.readers import Archive, Source
+from ruledsl.readers.common import run_column
+from ruledsl.model.rule import Rule
+
+STREAMING_SHARE_OF_MEMORY = 0.25  # inputs larger than this share of RAM stream automatically
+CHUNK_ROWS = 1_000_000  # rows a streaming chunk holds, at most (one run may exceed it)
+
+
+@dataclass
+class ArchiveAudit:
+    records: pl.DataFrame
+    frame: pl.LazyFrame  # every run's rows, for reports that plot them
+    runs: list[str]
+    notes: list[str] = field(default_factory=list)
+    streaming: bool = False
+
+
+@dataclass
+class _Group:
+    """Sources audited with one rule set: the keys fit the same trainer (or trainers)."""
+
+    rules: RuleSet
+    keys: set[str]  # the log keys its rules may read: only those columns are read
+    sources: list[Source] = field(default_factory=list)
+
+
+def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None = None,
+                  streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> ArchiveAudit:
+    """`trainer` (the --trainer option) applies to every run; otherwise each run's own."""
+    notes: list[str] = []
+    choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
+    notes.extend(_guess_notes(archive.sources, choices))
+    groups = _groups(archive.sources, choices, rules)
+    stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
+    if stream:
+        return _audit_streaming(groups, chunk_rows, notes)
+    return _audit_in_memory(groups, notes)
+
+
+def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
+    found: dict[tuple, _Group] = {}
+    for source, choice in zip(sources, choices):
+        key = (choice.trainer, choice.candidates)
+        if key not in found:
+            rule_set = compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
+            found[key] = _Group(rule_set, rule_set.read_keys())
+        found[key].sources.append(source)
+    return list(found.values())
+
+
+def _audit_in_memory(groups: list[_Group], notes: list[str]) -> ArchiveAudit:
+    """Each group's rows read into memory at once (see `_parts`), then one engine query."""
+    plan = [(group, source, frame) for group in groups for source, frame in _parts(group.sources, group.keys)]
+    in_memory = pl.collect_all([frame for _, _, frame in plan])
+    records = engine.audit_by_trainer([engine.AuditGroup(frame, group.rules, source.run_id if source else None)
+                                       for frame, (group, source, _) in zip(in_memory, plan)])
+    runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
+            for run in _runs_in(frame)]
+    named = [frame.lazy().with_columns(run_column(source.run, True)) if source else frame.lazy()
+             for frame, (_, source, _) in zip(in_memory, plan)]
+    return ArchiveAudit(records, _concat(named), runs, notes, False)
+
+
+def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str]) -> ArchiveAudit:
+    """Chunks of whole runs, one after the other; only their records are kept."""
+    parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), group.rules,
+                                                        source.run_id if source else None)])
+             for group in groups for source, chunk in _chunks(group.sources, chunk_rows, group.keys)]
+    records = _sorted(pl.concat(parts, how="vertical_relaxed"))
+    frame = _concat([_reading(group.sources, group.keys) for group in groups])
+    return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True)
+
+
+def _runs_in(frame: pl.DataFrame) -> list:
+    """The run ids of a frame, in order; only the first row of each block of rows is hashed."""
+    return frame.lazy().select(pl.col(RUN).filter(block_starts()).unique(maintain_order=True)).collect()[RUN].to_list()
+
+
+def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, pl.LazyFrame]]:
+    """What to read into memory: each table of several runs alone, under the run names
+    it holds (its source maps them to run ids), and the one-run sources together."""
+    parts: list[tuple[Source | None, pl.LazyFrame]] = [
+        (s, _only_keys(s.own_runs(), s.keys, keys)) for s in sources if s.multi_run]
+    single = [s for s in sources if not s.multi_run]
+    return parts + ([(None, _reading(single, keys))] if single else [])
+
+
+def _reading(sources: list[Source], keys: set[str]) -> pl.LazyFrame:
+    """The sources' rows with only the columns that hold one of `keys`."""
+    return _concat([_only_keys(s.frame, s.keys, keys) for s in sources])
+
+
+def _only_keys(frame: pl.LazyFrame, present: Sequence[str], keys: set[str]) -> pl.LazyFrame:
+    return frame.select(RUN, STEP, *(k for k in present if k in keys))
+
+
+def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]
+            ) -> Iterator[tuple[Source | None, pl.LazyFrame]]:
+    """Lazy frames of whole runs, about `chunk_rows` rows each, with the columns of `keys`:
+    a large table of several runs a few of its runs at a time (under their own names, as
+    in `_parts`), the other sources together."""
+    pending: list[pl.LazyFrame] = []
+    pending_rows = 0
+    for source in sources:
+        rows = source.frame.select(pl.len()).collect(engine="streaming").item()
+        if source.multi_run and rows > chunk_rows:
+            own = source.own_runs()
+            names = own.select(pl.col(RUN).unique(maintain_order=True)).collect(engine="streaming")[RUN].to_list()
+            per_chunk = max(1, chunk_rows * len(names) // max(rows, 1))
+            for start in range(0, len(names), per_chunk):
+                chosen = own.filter(pl.col(RUN).is_in(names[start:start + per_chunk], nulls_equal=True))
+                yield source, _only_keys(chosen, source.keys, keys)
+            continue
+        if pending and pending_rows + rows > chunk_rows:
+            yield None, _concat(pending)
+            pending, pending_rows = [], 0
+        pending.append(_only_keys(source.frame, source.keys, keys))
+        pending_rows += rows
+    if pending:
+        yield None, _concat(pending)
+
+
+def _sorted(records: pl.DataFrame) -> pl.DataFrame:
+    return records.sort("run", "first_step", "rule", maintain_order=True)
+
+
+def _concat(frames: list[pl.LazyFrame]) -> pl.LazyFrame:
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _run_ids(sources: list[Source]) -> list[str]:
+    """The run ids; a table with a `run` column is asked for its own (one column read)."""
+    ids: list[str] = []
+    for source in sources:
+        if source.multi_run:
+            own = source.own_runs().select(pl.col(RUN).unique(maintain_order=True))
+            ids.extend(source.run_id(name) for name in own.collect(engine="streaming")[RUN].to_list())
+        else:
+            ids.append(source.run)
+    return ids
+
+
+def _guess_notes(sources: list[Source], choices: list[trainers.TrainerChoice]) -> list[str]:
+    """One line per guessed trainer (and one per reason a trainer stayed unknown), naming a few runs."""
+    by_outcome: dict[str, list[str]] = {}
+    for source, choice in zip(sources, choices):
+        if choice.origin == "guess":
+            by_outcome.setdefault(f"trainer {choice.trainer} guessed from the metric keys of", []).append(source.run)
+        elif choice.candidates:
+            by_outcome.setdefault(f"trainer unknown ({choice.detail}), the rules of any of them run, for",
+                                  []).append(source.run)
+        elif choice.origin == "unknown":
+            by_outcome.setdefault(f"trainer unknown ({choice.detail}), every rule runs, for", []).append(source.run)
+    return [f"{what} {_few(runs)} (--trainer sets it)" for what, runs in by_outcome.items()]
+
+
+def _few(runs: list[str], shown: int = 4) -> str:
+    named = ", ".join(runs[:shown])
+    more = f" and {len(runs) - shown} more" if len(runs) > shown else ""
+    return f"{len(runs)} run(s): {named}{more}"
+
+
+def _memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this platform: never stream by default
+        return 2**62

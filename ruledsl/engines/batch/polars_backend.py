@@ -1,0 +1,413 @@
+"""The polars backend: checked rules → lazy queries of their evaluations (spec §2–§4).
+
+Every series is kept sorted by (run, step) across the whole archive, and
+window functions run over the whole column at once; a value whose window would
+reach into the previous run is masked by the row's index within its run.
+That is much cheaper than a window per group (`.over("run")`, see
+shared/reference/polars-notes.md).
+
+Each series comes with that index (`LogFrame.series`): a column of a log in
+memory with a value at every row (all finite, unless the rule is `nonfinite`:
+the usual case) is read straight off the log, whose index is computed once;
+other series are filtered and indexed each.
+
+All shorthand rules on one metric share one frame: its window statistics are
+columns computed once, each rule adds its `fired` column, and episodes are read
+off the firing rows alone, where one starts or ends (`episode_edges`). A full
+expression gets a frame of its own (its metrics joined on run and step).
+
+Where the time goes (measured, benchmarks/README.md): the exact window sums, a
+chain of W shifted columns added left to right, are about 40% of a frame with a
+20-value window and cannot share work between rows without changing the bits;
+polars' streaming engine runs the chain in cache-sized morsels (a Python kernel
+would take the frame out of that engine, which measured slower). The rest is a
+few column passes per rule: masks compare the index directly, and episode edges
+are found among the few firing rows, not over the whole frame.
+
+One method per node kind, as in sqlglot's generators; shorthand terms and
+full-expression values are separate compilers because they read different
+things (a rule's own series vs. named metrics).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import polars as pl
+
+from ruledsl.lang import ast
+from ruledsl.engines.batch.frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
+from ruledsl.model.rule import Rule
+
+FIRED = "fired"
+BASELINE = "baseline"
+COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt,
+    ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+}
+
+
+# Window sums are added left to right, x_(i-W+1) first: the same bits whatever precedes
+# the run in the column, and the same bits as the incremental engine's plain loop. A
+# running sum (rolling_sum) would carry rounding from earlier runs into this one, so a
+# mean sitting exactly on a threshold could fire in an archive and not alone.
+EXACT_WINDOW_LIMIT = 64
+
+
+def window_sum(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
+    """x_(i-L-W+1) + … + x_(i-L) (L = lag), defined from row W+L-1 of the column on."""
+    if window > EXACT_WINDOW_LIMIT:
+        # Chains this long are slow to plan: compensated rolling sums, restarted per run.
+        total = x.rolling_sum(window).over(RUN)
+        return total.shift(lag) if lag else total  # a row reaching into the run before is masked
+    total = x.shift(lag + window - 1)
+    for k in range(lag + window - 2, lag - 1, -1):
+        total = total + x.shift(k)
+    return total
+
+
+def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
+    """numerator / denominator, correctly rounded like Python's `/`.
+
+    polars divides by a scalar as a multiplication by its reciprocal, which is off by
+    one ulp about a third of the time (5/3 → 1.6666666666666665): enough to miss a
+    threshold met exactly. A full-length divisor (the row index as a float times 0,
+    plus the scalar: the index is finite, so this is the scalar exactly) takes the
+    element-wise division kernel instead.
+    """
+    return numerator / (pl.col(INDEX).cast(pl.Float64) * 0.0 + denominator)
+
+
+def window_mean(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
+    if window == 1:  # x / 1 is x, bit for bit (NaN, infinities and -0.0 included)
+        return x.shift(lag) if lag else x
+    return true_divide(window_sum(x, window, lag), window)
+
+
+def window_std(x: pl.Expr, window: int) -> pl.Expr:
+    """Population standard deviation: sqrt(sum((x - mean)^2) / W), mean as above."""
+    if window > EXACT_WINDOW_LIMIT:
+        return x.rolling_std(window, ddof=0).over(RUN)
+    mean = window_mean(x, window)
+    squares = None
+    for k in range(window - 1, -1, -1):
+        deviation = x.shift(k) - mean
+        squares = deviation * deviation if squares is None else squares + deviation * deviation
+    return true_divide(squares, window).sqrt()
+
+
+@dataclass(frozen=True)
+class Term:
+    """A compiled predicate: when it holds, from which index it is defined, what it reports."""
+
+    holds: pl.Expr
+    defined_from: int
+    value: pl.Expr
+    baseline: pl.Expr | None
+
+
+# ================================================================= shorthand conditions
+
+
+class _ShorthandCompiler:
+    """Shorthand terms over one series x (spec §3), for every rule that reads it.
+
+    The window statistics the terms need become columns of their own, named by
+    kind and window (`features`), so that rules on the same metric share them
+    and no expression repeats a window sum.
+    """
+
+    def __init__(self):
+        self.x = pl.col(VALUE)
+        self.features: dict[str, pl.Expr] = {}  # computed from x
+        self.derived: dict[str, pl.Expr] = {}  # computed from features, one step later
+        self.window = 1
+
+    def for_window(self, window: int) -> "_ShorthandCompiler":
+        self.window = window
+        return self
+
+    def feature(self, kind: str) -> pl.Expr:
+        x, w = self.x, self.window
+        name = f"__{kind}{w}"
+        if kind == "previous_mean":  # m of spike: v of the row before, summed there directly
+            # (the same additions as shifting v; cheaper than a second stage that shifts it)
+            self.features.setdefault(name, window_mean(x, w, lag=1))
+        elif kind == "baseline":  # B of drop/rise: v at index W-1 carried forward (read from 2W-1 on)
+            self.derived.setdefault(name, pl.when(pl.col(INDEX) == w - 1).then(self.feature("smoothed")).forward_fill())
+        elif name not in self.features:
+            self.features[name] = window_mean(x, w) if kind == "smoothed" else \
+                x.rolling_max(w) - x.rolling_min(w)
+        return pl.col(name)
+
+    def compile(self, node: ast.Predicate) -> Term:
+        method = getattr(self, "_" + type(node).__name__)
+        return method(node)
+
+    def _And(self, node: ast.And) -> Term:
+        return self._combine(node, lambda a, b: a & b)
+
+    def _Or(self, node: ast.Or) -> Term:
+        return self._combine(node, lambda a, b: a | b)
+
+    def _combine(self, node, join) -> Term:
+        terms = [self.compile(operand) for operand in node.operands]
+        holds = terms[0].holds
+        for term in terms[1:]:
+            holds = join(holds, term.holds)
+        first = terms[0]
+        return Term(holds, max(t.defined_from for t in terms), first.value, first.baseline)
+
+    def _Not(self, node: ast.Not) -> Term:
+        inner = self.compile(node.operand)
+        return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
+
+    def _ShorthandCompare(self, node: ast.ShorthandCompare) -> Term:
+        v = self.feature("smoothed")
+        return Term(COMPARE[node.op](v, node.threshold.value), self.window - 1, v, None)
+
+    def _Between(self, node: ast.Between) -> Term:
+        v, low, high = self.feature("smoothed"), node.low.value, node.high.value
+        holds = ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
+        return Term(holds, self.window - 1, v, None)
+
+    def _Change(self, node: ast.Change) -> Term:
+        w, v, baseline = self.window, self.feature("smoothed"), self.feature("baseline")
+        fraction = node.percent.value / 100
+        moved = (baseline - v) if node.direction == "drop" else (v - baseline)
+        holds = (baseline != 0) & (moved / baseline.abs() >= fraction)
+        return Term(holds, 2 * w - 1, v, baseline)
+
+    def _Spike(self, node: ast.Spike) -> Term:
+        previous_mean = self.feature("previous_mean")
+        holds = (previous_mean > 0) & (self.x >= node.factor.value * previous_mean)
+        return Term(holds, self.window, self.x, previous_mean)
+
+    def _Flat(self, node: ast.Flat) -> Term:
+        spread = self.feature("spread")
+        return Term(spread <= node.tolerance.value, self.window - 1, spread, None)
+
+    def _NonFinite(self, node: ast.NonFinite) -> Term:
+        return Term(~self.x.is_finite(), 0, self.x, None)
+
+
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """One frame over a metric's series (`LogFrame.series`) with the columns of every rule that reads it."""
+    compiler = _ShorthandCompiler()
+    terms = [compiler.for_window(rule.window).compile(rule.condition.body) for rule in rules]
+    frame = (series
+             .with_columns(expr.alias(name) for name, expr in compiler.features.items())
+             .with_columns(expr.alias(name) for name, expr in compiler.derived.items()))
+    columns = [RuleColumns(rule, j, term) for j, (rule, term) in enumerate(zip(rules, terms))]
+    return frame.with_columns(e for c in columns for e in c.expressions()), columns
+
+
+# ================================================================= full expressions
+
+
+class _ExpressionCompiler:
+    """Comparisons over named metrics and window functions (spec §3, full expressions).
+
+    Each metric's own series is a separate frame (its window functions are
+    computed there), joined on (run, step) where all metrics are present.
+    """
+
+    def __init__(self, metric_columns: dict[str, str]):
+        self.metric_columns = metric_columns  # metric name → column in the joined frame
+        self.calls: dict[ast.Call, str] = {}  # window function → its column
+
+    def call_column(self, call: ast.Call) -> str:
+        return self.calls.setdefault(call, f"__call{len(self.calls)}")
+
+    def predicate(self, node: ast.Predicate) -> pl.Expr:
+        if isinstance(node, ast.And):
+            return pl.all_horizontal(self.predicate(o) for o in node.operands)
+        if isinstance(node, ast.Or):
+            return pl.any_horizontal(self.predicate(o) for o in node.operands)
+        if isinstance(node, ast.Not):
+            return ~self.predicate(node.operand)
+        assert isinstance(node, ast.Comparison)
+        left, right = self.value(node.left), self.value(node.right)
+        # polars orders NaN above every number; in a rule a NaN (0/0, inf-inf) never holds.
+        return pl.when(left.is_nan() | right.is_nan()).then(False).otherwise(COMPARE[node.op](left, right))
+
+    def value(self, node: ast.Value) -> pl.Expr:
+        if isinstance(node, ast.Number):
+            return pl.lit(node.value, dtype=pl.Float64)
+        if isinstance(node, ast.MetricRef):
+            return pl.col(self.metric_columns[node.name])
+        if isinstance(node, ast.Negative):
+            return -self.value(node.operand)
+        if isinstance(node, ast.BinaryOp):
+            left, right = self.value(node.left), self.value(node.right)
+            if node.op == "/":  # spec: a division by zero makes its comparison false
+                return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
+            return {"+": operator.add, "-": operator.sub, "*": operator.mul}[node.op](left, right)
+        assert isinstance(node, ast.Call)
+        if node.name == "abs":
+            return self.value(node.args[0]).abs()
+        return pl.col(self.call_column(node))
+
+
+def window_function(call: ast.Call) -> pl.Expr:
+    """A window function over its metric's series x (column VALUE), null where undefined."""
+    x, w = pl.col(VALUE), call.window
+    computed = {
+        "mean": lambda: window_mean(x, w),
+        "min": lambda: x.rolling_min(w),
+        "max": lambda: x.rolling_max(w),
+        "std": lambda: window_std(x, w),
+        "sum": lambda: window_sum(x, w),
+        "delta": lambda: x - x.shift(w),
+        "baseline": lambda: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
+    }[call.name]()
+    first = ast.FUNCTIONS[call.name].first_index(w)
+    return pl.when(pl.col(INDEX) >= first).then(computed)
+
+
+def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+    """The evaluations of a full expression, with the rule's columns."""
+    body = rule.condition.body
+    names = list(series)
+    compiler = _ExpressionCompiler({name: f"__metric{j}" for j, name in enumerate(names)})
+    fired = compiler.predicate(body)  # registers the window functions it needs
+    first_comparison = next(n for n in ast.walk(body) if isinstance(n, ast.Comparison))
+    value = compiler.value(first_comparison.left)
+
+    joined = None
+    for j, name in enumerate(names):
+        calls = [c for c in compiler.calls if c.metric.name == name]
+        frame = (series[name]
+                 .select(RUN, STEP, pl.col(VALUE).alias(f"__metric{j}"),
+                         *(window_function(c).alias(compiler.calls[c]) for c in calls)))
+        joined = frame if joined is None else joined.join(
+            frame, on=[RUN, STEP], how="inner", maintain_order="left")
+    assert joined is not None
+    defined = pl.all_horizontal(pl.col(c).is_not_null() for c in compiler.calls.values()) \
+        if compiler.calls else pl.lit(True)
+    # Evaluations only, so INDEX counts evaluations (for `for` and min_steps) and d = 0.
+    frame = joined.filter(defined).with_columns(index_in_run().alias(INDEX),
+                                                pl.lit(None, dtype=pl.String).alias(KEY))
+    columns = RuleColumns(rule, 0, Term(fired, 0, value, None))
+    return frame.with_columns(columns.expressions()), [columns]
+
+
+# ================================================================= shared steps
+
+
+@dataclass(frozen=True)
+class RuleColumns:
+    """The column one rule adds to the frame of its series (fired), and what its records read."""
+
+    rule: Rule
+    position: int  # its place among the rules of the frame, naming its columns
+    term: Term
+
+    def name(self, part: str) -> str:
+        return f"__{part}{self.position}"
+
+    def expressions(self) -> list[pl.Expr]:
+        """The rule's fired column; value and baseline are row-wise, read only where needed."""
+        return [self._fired().alias(self.name("fired"))]
+
+    @property
+    def value(self) -> pl.Expr:
+        return self.term.value.cast(pl.Float64)
+
+    @property
+    def baseline(self) -> pl.Expr:
+        return _or_null(self.term.baseline)
+
+    def evaluated(self, first: int = 0) -> pl.Expr:
+        """The rows from the rule's evaluation `first` of the run on (evaluations are
+        consecutive rows from d on); compared with the index directly, no subtraction."""
+        return pl.col(INDEX) >= self.term.defined_from + first
+
+    def _fired(self) -> pl.Expr:
+        """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`.
+
+        Both leave only a lower bound on the index. The condition is null only where a
+        window is not yet defined, before the rule's first evaluation, and there the
+        mask makes it false (null & false is false): no pass to fill the nulls.
+        """
+        n = self.rule.sustain
+        holds = self.term.holds
+        if n > 1:
+            # Evaluations of neighbouring runs touch in the column; the index masks them.
+            holds = holds.cast(pl.Int32).rolling_sum(n) == n
+        first = max(self.term.defined_from + n - 1, self.rule.min_steps - 1)
+        return holds & (pl.col(INDEX) >= first)
+
+    def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """run, step, rule, fired, value at every evaluation of the rule."""
+        return frame.filter(self.evaluated()).select(
+            RUN, STEP, pl.lit(self.rule.name).alias("rule"), pl.col(self.name("fired")).fill_null(False).alias(FIRED),
+            self.value.alias(VALUE))
+
+
+def _or_null(expr: pl.Expr | None) -> pl.Expr:
+    return pl.lit(None, dtype=pl.Float64) if expr is None else expr.cast(pl.Float64)
+
+
+def episode_edges(frame: pl.LazyFrame, columns: list[RuleColumns]) -> pl.LazyFrame:
+    """rule, run, step, start, index, value, baseline, key where an episode starts or ends.
+
+    Evaluations are consecutive rows of a frame, so an episode is known by its two
+    ends (its length is the difference of their indexes). Only the firing rows, few,
+    are kept (one pass over the frame); among them, one of a rule's rows starts an
+    episode unless the rule fired at the evaluation just before (the previous index
+    of the same run), and ends one unless it fires at the next.
+    """
+    firing = frame.filter(pl.any_horizontal(pl.col(c.name("fired")) for c in columns))
+    return pl.concat([_rule_edges(firing.filter(pl.col(c.name("fired"))), c) for c in columns])
+
+
+def _rule_edges(fired: pl.LazyFrame, column: RuleColumns) -> pl.LazyFrame:
+    def follows(offset: int) -> pl.Expr:  # the fired row `offset` rows away is the adjacent evaluation
+        return ((pl.col(INDEX).shift(offset) == pl.col(INDEX) - offset)
+                & pl.col(RUN).shift(offset).eq_missing(pl.col(RUN))).fill_null(False)
+
+    return (fired.with_columns((~follows(1)).alias("__start"), (~follows(-1)).alias("__end"))
+            .filter(pl.col("__start") | pl.col("__end"))
+            .select(pl.lit(column.rule.name).alias("rule"), RUN, STEP, "__start", INDEX,
+                    column.value.alias(VALUE), column.baseline.alias(BASELINE), KEY))
+
+
+def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive firing evaluations (spec §4), one row each.
+
+    Each rule's edge rows are in (run, step) order, a start before its end (one row
+    when the episode is a single evaluation), so a running count of starts numbers
+    the episodes.
+    """
+    return (edges
+            .with_columns(pl.col("__start").cum_sum().alias("__episode"))
+            .group_by("__episode")
+            .agg(pl.col("rule").first(), pl.col(RUN).first(), pl.col(STEP).first().alias("first_step"),
+                 pl.col(STEP).last().alias("last_step"),
+                 (pl.col(INDEX).last() - pl.col(INDEX).first() + 1).cast(pl.Int64).alias("n_evals"),
+                 pl.col(VALUE).first(), pl.col(BASELINE).first(), pl.col(KEY).first().alias("metric"))
+            .drop("__episode"))
+
+
+def rule_frames(rules: list[tuple[Rule, dict[str, tuple[str, ...]]]], log: LogFrame
+                ) -> list[tuple[pl.LazyFrame, list[RuleColumns]]]:
+    """Frames holding every rule's columns: one per metric series for shorthand rules,
+    one per rule for full expressions. Rules whose metrics never appear are left out."""
+    shorthand_groups: dict[tuple, list[Rule]] = {}
+    frames = []
+    for rule, candidates in rules:
+        if rule.condition.is_shorthand:
+            nonfinite = isinstance(rule.condition.body, ast.NonFinite)
+            shorthand_groups.setdefault((candidates[rule.metric], nonfinite), []).append(rule)
+            continue
+        series = {name: log.series(candidates[name]) for name in rule.metrics}
+        if all(frame is not None for frame in series.values()):
+            frames.append(expression_frame(rule, series))
+    for (keys, nonfinite), group in shorthand_groups.items():
+        series = log.series(keys, keep_nonfinite=nonfinite)
+        if series is not None:
+            frames.append(shorthand_frame(group, series))
+    return frames

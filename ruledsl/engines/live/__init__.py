@@ -1,0 +1,4 @@
+"""The live engine: rules evaluated row by row as a run logs them (monitor), with
+each key's recent values (series), alias choice (aliases), compiled conditions
+(shorthand, expression), one rule's state machine (runner) and what it reports (events).
+"""

@@ -1,0 +1,253 @@
+"""The incremental engine: rules evaluated row by row as a run logs them.
+
+    monitor = Monitor(ruledsl.load_rules(), trainer="grpo")
+    for step, logs in stream:                  # e.g. a Trainer callback's on_log
+        for event in monitor.update(step, logs):
+            print(event.kind, event.record["message"])
+    monitor.finish()
+    monitor.episodes()                         # == ruledsl.audit(log, rules).to_dicts()
+
+It reads the same compiled rules as the batch engine (`ruledsl.compile_rules`)
+and must give the same episodes for the same log, bit for bit (spec §2–§4).
+Per update it does O(W) work for each rule reading a key of the row (a window
+sum is added left to right, never kept as a running sum), and it keeps only
+the last few values of each key the rules read: memory does not grow with the
+length of the run (only the list of episodes does).
+
+Latency: none. A row is evaluated when it arrives, and its events are returned
+by that `update` call.
+
+Rows of the same step (the Trainer logs its training, evaluation and summary
+rows at one step) merge key by key, a later row winning a key (spec §2). A
+later row of the step that only adds keys is simply evaluated on top. One
+that replaces the value of a key already logged at that step (or brings an
+earlier alias candidate at the step where the alias is being decided) makes
+each rule reading it go back to its state before the step and evaluate again:
+the episodes stay exactly those of `ruledsl.audit`. If that changes an event
+already returned for the step, the update returns an `AlertEvent` of kind
+"withdrawn" for it, then the new events. The Trainer's rows of one step share
+no metric key but `epoch`, so in practice nothing is ever withdrawn.
+
+Steps must not go down. A row whose step is lower than the current one (a run
+resumed from an earlier checkpoint, fed to the same monitor) cannot be placed
+in a history the monitor no longer holds: it is skipped, counted in
+`skipped_rows`, and noted once in `notices`. The batch audit merges such rows
+by step instead, so for that part of a log the two can differ; a resumed
+training session should get a fresh Monitor. A whole log at hand (a file, a
+rule's test case) goes through `replay`, which puts rows in step order first
+(stably, so the later row of a step still wins): that is exactly the batch
+engine's merge, resumed runs included.
+
+`finish()` ends the log. Evaluation being immediate, nothing is pending then,
+and it returns no event: an episode still firing at the end stays open (as in
+an audit, where its last_step is its last firing evaluation); no "resolved" is
+invented for it.
+
+A rule that raises while evaluating is switched off (its episodes so far are
+kept) and reported once in `faults`; the other rules go on.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable, Mapping
+
+from ruledsl.model.catalog import Catalog
+from ruledsl.compile import CompiledRule, RuleLike, RuleSet, compile_rules
+from ruledsl.engines.live.aliases import Resolver
+from ruledsl.engines.live.events import AlertEvent, Fault
+from ruledsl.engines.live.runner import RuleRunner
+from ruledsl.engines.live.series import Series
+
+__all__ = ["AlertEvent", "Fault", "Monitor"]
+
+
+class Monitor:
+    """Rules evaluated as one run's rows arrive: `update`, `finish`, `episodes`, `rules`.
+
+    `rules` is anything `ruledsl.compile_rules` accepts; `catalog` defaults to the
+    builtin one; `run` is the run id the records carry.
+    """
+
+    def __init__(self, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
+                 catalog: Catalog | None = None, run: str = "default"):
+        self.rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
+        self.run = run
+        self.faults: list[Fault] = []
+        self.notices: list[str] = []
+        self.skipped_rows = 0
+        self._step: int | None = None
+        self._row: dict[str, float] = {}  # the merged row of the current step (keys the rules read)
+        self._resolvers: dict[tuple[str, ...], Resolver] = {}
+        self._runners = [self._runner(c, j) for j, c in enumerate(self.rule_set)]
+        self._series = self._make_series()
+        self._index()
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def rules(self) -> tuple[CompiledRule, ...]:
+        """The compiled rules this monitor runs (disabled and other trainers' rules left out)."""
+        return self.rule_set.rules
+
+    @property
+    def trainer(self) -> str | None:
+        return self.rule_set.trainer
+
+    def update(self, step: int, metrics: Mapping[str, Any]) -> list[AlertEvent]:
+        """Feed one logged row; the events it causes, in rule order."""
+        step = _as_step(step)
+        if self._step is not None and step < self._step:
+            self._skip(step)
+            return []
+        if step != self._step:
+            self._close_step()
+            self._step, self._row = step, {}
+        changed = self._merge(step, metrics)
+        if not changed:
+            return []
+        touched: dict[int, RuleRunner] = {}
+        readers, deciding = self._readers, self._resolvers_of  # `deciding` is empty once aliases are chosen
+        for key in changed:
+            if deciding:
+                for resolver in deciding.get(key, ()):
+                    if resolver.resolve(step, self._row):
+                        for runner in self._readers_of_resolver[id(resolver)]:
+                            touched[runner.position] = runner
+            for runner in readers.get(key, ()):
+                touched[runner.position] = runner
+        events: list[AlertEvent] = []
+        for position in sorted(touched):
+            found = self._run(touched[position], step)
+            if found:
+                events.extend(found)
+        return events
+
+    def replay(self, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> list[AlertEvent]:
+        """Feed a whole log of (step, metrics) rows in file order, then finish.
+
+        Rows are put in step order first (a stable sort: rows of one step keep
+        their file order, so the later one still wins a key). That is the batch
+        engine's merge of spec §2, steps that go back (a resumed run) included.
+        """
+        events: list[AlertEvent] = []
+        for step, metrics in sorted(rows, key=lambda row: _as_step(row[0])):
+            events.extend(self.update(step, metrics))
+        return events + self.finish()
+
+    def finish(self) -> list[AlertEvent]:
+        """End of the log. Nothing is pending (rows are evaluated as they come): no events."""
+        self._close_step()
+        return []
+
+    def episodes(self) -> list[dict]:
+        """Every episode so far, closed and open, as `ruledsl.audit` records (same order)."""
+        records = [runner.record(e) for runner in self._runners for e in runner.episodes()]
+        return sorted(records, key=lambda r: (r["first_step"], r["rule"]))
+
+    # ------------------------------------------------------------ building
+
+    def _runner(self, compiled: CompiledRule, position: int) -> RuleRunner:
+        resolvers = {name: self._resolvers.setdefault(tuple(keys), Resolver(tuple(keys)))
+                     for name, keys in compiled.candidates.items()}
+        return RuleRunner(compiled, position, resolvers, self.rule_set.trainer, self.run)
+
+    def _make_series(self) -> dict[str, Series]:
+        """One series per key any rule may read, big enough for every rule that may read it."""
+        capacity: dict[str, int] = {}
+        baselines: dict[str, set[int]] = {}
+        for runner in self._runners:
+            for resolver, size, firsts in runner.needs():
+                for key in resolver.candidates:
+                    capacity[key] = max(capacity.get(key, 1), size)
+                    baselines.setdefault(key, set()).update(firsts)
+        return {key: Series(key, capacity[key], frozenset(baselines[key])) for key in capacity}
+
+    def _index(self) -> None:
+        """Who reads what: key → resolvers still choosing it, key → rules that may read it."""
+        self._resolvers_of: dict[str, list[Resolver]] = {}
+        self._readers: dict[str, list[RuleRunner]] = {}
+        self._readers_of_resolver: dict[int, list[RuleRunner]] = {}
+        for runner in self._runners:
+            if runner.disabled:
+                continue
+            for resolver in runner.resolvers:
+                self._readers_of_resolver.setdefault(id(resolver), []).append(runner)
+                keys = (resolver.key,) if resolver.settled(self._step) else resolver.candidates
+                for key in keys:
+                    if runner not in self._readers.setdefault(key, []):
+                        self._readers[key].append(runner)
+        for resolver in self._resolvers.values():
+            if resolver.key is None or not resolver.settled(self._step):
+                for key in resolver.candidates:
+                    self._resolvers_of.setdefault(key, []).append(resolver)
+        for key in [k for k in self._series if k not in self._readers]:
+            del self._series[key]  # a candidate no rule chose: its values are never needed
+
+    # ------------------------------------------------------------ a step
+
+    def _merge(self, step: int, metrics: Mapping[str, Any]) -> list[str]:
+        """Merge the row into the step's row; the keys whose value changed."""
+        changed = []
+        row, series = self._row, self._series
+        for key, raw in metrics.items():
+            target = series.get(key)
+            if target is None:
+                continue  # no rule reads it
+            value = raw if type(raw) is float else _as_value(raw)
+            if value is None:
+                continue
+            old = row.get(key)
+            if old is not None and _same_value(old, value):
+                continue
+            row[key] = value
+            target.put(step, value)
+            changed.append(key)
+        return changed
+
+    def _run(self, runner: RuleRunner, step: int) -> list[AlertEvent]:
+        if runner.disabled:
+            return []
+        try:
+            return runner.run_step(step, self._series)
+        except Exception as exc:  # one broken rule must not silence the others
+            runner.disabled = True
+            self.faults.append(Fault(runner.rule.name, step, f"{type(exc).__name__}: {exc}"))
+            self._index()
+            return []
+
+    def _close_step(self) -> None:
+        """The current step is over: aliases chosen at it are final, unchosen keys are dropped."""
+        if self._step is None:
+            return
+        deciding = any(r.step == self._step for r in self._resolvers.values())
+        closing, self._step = self._step, None
+        if deciding:
+            self._index()
+        self._step = closing
+
+    def _skip(self, step: int) -> None:
+        self.skipped_rows += 1
+        if self.skipped_rows == 1:
+            self.notices.append(f"step {step} came after step {self._step}: rows whose step goes back "
+                                f"are skipped (a resumed run should get a new Monitor)")
+
+
+def _as_step(step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not float(step).is_integer():
+        raise TypeError(f"a step must be a whole number, not {step!r}")
+    return int(step)
+
+
+def _as_value(raw: Any) -> float | None:
+    """A metric's number; None (not logged) for anything that is not a real number."""
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        return None
+    return float(raw)
+
+
+def _same_value(a: float, b: float) -> bool:
+    if a != a:
+        return b != b
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)

@@ -1,0 +1,282 @@
+"""The typed syntax tree of a condition.
+
+Immutable nodes with the source span they came from. The tree knows nothing
+of polars or of any engine: engines walk it (ruledsl/engines/).
+
+Two kinds of condition exist (spec §3):
+  * a shorthand condition applies to the rule's `metric`: its leaves are
+    shorthand terms (`< 0.5`, `drop(50%)`, …) combined with and/or/not;
+  * a full expression names its metrics: its leaves are comparisons between
+    arithmetic expressions over metric references and window functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Union
+
+from ruledsl.lang.errors import Span
+
+# ---------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Number:
+    value: float
+    span: Span
+    unit: str | None = None  # "%" or "x" as written; only meaningful in drop/rise and spike
+
+
+@dataclass(frozen=True)
+class MetricRef:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Negative:
+    operand: "Value"
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    op: str  # one of + - * /
+    left: "Value"
+    right: "Value"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """`mean(m, W)`, `delta(m, k)`, `abs(e)`, …: checked against FUNCTIONS."""
+
+    name: str
+    args: tuple["Value", ...]
+    span: Span
+
+    @property
+    def metric(self) -> MetricRef:
+        """The series a window function reads (every function but `abs`)."""
+        assert isinstance(self.args[0], MetricRef)
+        return self.args[0]
+
+    @property
+    def window(self) -> int:
+        assert isinstance(self.args[1], Number)
+        return int(self.args[1].value)
+
+
+Value = Union[Number, MetricRef, Negative, BinaryOp, Call]
+
+
+@dataclass(frozen=True)
+class FunctionSignature:
+    name: str
+    arity: int
+    over_series: bool  # True: (metric, integer window) ; False: (expression)
+    meaning: str
+
+    def first_index(self, window: int) -> int:
+        """The first series index i at which the function is defined."""
+        return window if self.name == "delta" else window - 1
+
+
+FUNCTIONS: dict[str, FunctionSignature] = {
+    f.name: f
+    for f in (
+        FunctionSignature("mean", 2, True, "mean of the last W values"),
+        FunctionSignature("min", 2, True, "smallest of the last W values"),
+        FunctionSignature("max", 2, True, "largest of the last W values"),
+        FunctionSignature("std", 2, True, "population standard deviation of the last W values"),
+        FunctionSignature("sum", 2, True, "sum of the last W values"),
+        FunctionSignature("delta", 2, True, "x_i - x_(i-k)"),
+        FunctionSignature("baseline", 2, True, "mean of the first W values"),
+        FunctionSignature("abs", 1, False, "absolute value"),
+    )
+}
+
+# ---------------------------------------------------------------- comparisons
+
+COMPARATORS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A full-expression comparison: `left op right`."""
+
+    op: str
+    left: Value
+    right: Value
+    span: Span
+
+
+# ---------------------------------------------------------------- shorthand terms
+
+
+@dataclass(frozen=True)
+class ShorthandCompare:
+    """`< c`: the smoothed value v_i compared with c."""
+
+    op: str
+    threshold: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class Between:
+    """`range(a, b)` (inside=True) or `outside(a, b)` (inside=False)."""
+
+    low: Number
+    high: Number
+    inside: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Change:
+    """`drop(P%)` or `rise(P%)` against the baseline B = mean of the first W values."""
+
+    direction: str  # "drop" or "rise"
+    percent: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class Spike:
+    """`spike(Kx)`: x_i >= K * mean of the previous W values."""
+
+    factor: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class Flat:
+    """`flat(e)`: max - min of the last W values <= e."""
+
+    tolerance: Number
+    span: Span
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """`nonfinite`: the raw value is NaN or ±inf."""
+
+    span: Span
+
+
+ShorthandTerm = Union[ShorthandCompare, Between, Change, Spike, Flat, NonFinite]
+
+
+@dataclass(frozen=True)
+class AppliedShorthand:
+    """`loss drop(50%)`: a shorthand written after its metric (inline alerts only).
+
+    The checker turns the leading one of an inline alert into the rule's metric;
+    anywhere else it is an error.
+    """
+
+    metric: MetricRef
+    term: ShorthandTerm
+    span: Span
+
+
+# ---------------------------------------------------------------- logic
+
+
+@dataclass(frozen=True)
+class And:
+    operands: tuple["Predicate", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple["Predicate", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: "Predicate"
+    span: Span
+
+
+Predicate = Union[And, Or, Not, Comparison, ShorthandTerm, AppliedShorthand]
+Node = Union[Predicate, Value]
+
+SHORTHAND_TERMS = (ShorthandCompare, Between, Change, Spike, Flat, NonFinite)
+
+# ---------------------------------------------------------------- conditions
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A checked condition.
+
+    `kind` is "shorthand" (applies to the rule's metric) or "expression".
+    `sustain` is N of a trailing `for N steps`, or None when not written.
+    """
+
+    body: Predicate
+    kind: str
+    sustain: int | None
+    source: str
+    span: Span
+
+    @property
+    def is_shorthand(self) -> bool:
+        return self.kind == "shorthand"
+
+
+# ---------------------------------------------------------------- walking
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct sub-nodes of `node`, in source order."""
+    if isinstance(node, (And, Or)):
+        return node.operands
+    if isinstance(node, Not):
+        return (node.operand,)
+    if isinstance(node, Comparison):
+        return (node.left, node.right)
+    if isinstance(node, AppliedShorthand):
+        return (node.metric, node.term)
+    if isinstance(node, Negative):
+        return (node.operand,)
+    if isinstance(node, BinaryOp):
+        return (node.left, node.right)
+    if isinstance(node, Call):
+        return node.args
+    return ()
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node under `node` (itself included), in source order, depth first."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(children(current)))
+
+
+def leaves(predicate: Predicate) -> list[Predicate]:
+    """The terms of an and/or/not combination, in source order."""
+    found: list[Predicate] = []
+    stack: list[Predicate] = [predicate]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (And, Or, Not)):
+            stack.extend(reversed(children(current)))  # type: ignore[arg-type]
+        else:
+            found.append(current)
+    return found
+
+
+def metric_names(node: Node) -> list[str]:
+    """The metrics a condition reads, each once, in source order."""
+    seen: dict[str, None] = {}
+    for n in walk(node):
+        if isinstance(n, MetricRef):
+            seen.setdefault(n.name, None)
+    return list(seen)

@@ -1,0 +1,362 @@
+"""Text → syntax tree: the Lark LALR parser and the transformer to ruledsl.ast.
+
+This module only reads. What a tree means (shorthand or full expression,
+valid windows, known functions) is decided by ruledsl/lang/checker.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from ruledsl.lang import ast
+from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
+from ruledsl.resources import data_dir
+
+MAX_LENGTH = 4096  # characters in one condition or inline alert
+MAX_DEPTH = 64  # nesting of parentheses, `not` and unary minus
+
+GRAMMAR_FILE = "ruledsl.lark"
+
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = (data_dir("grammar") / GRAMMAR_FILE).read_text(encoding="utf-8")
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        start=["condition", "inline_alert"],
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+@dataclass(frozen=True)
+class InlineAlertTree:
+    """The parts of an inline alert, before checking."""
+
+    trainers: tuple[str, ...]
+    condition: ast.Predicate
+    sustain: int | None
+    condition_span: Span
+    severity: str
+    message: str
+
+
+def parse_condition_tree(text: str) -> tuple[ast.Predicate, int | None, Span]:
+    """Parse a condition: its predicate, its `for N steps` (or None), its span."""
+    tree = _parse(text, "condition")
+    return _condition_parts(tree, text)
+
+
+def parse_inline_tree(text: str) -> InlineAlertTree:
+    tree = _parse(text, "inline_alert")
+    trainers_tree, condition_tree, _arrow, severity, message = tree.children
+    predicate, sustain, span = _condition_parts(condition_tree, text)
+    if trainers_tree.data == "any_trainer":
+        trainers: tuple[str, ...] = ("all",)
+    else:
+        trainers = tuple(str(t) for t in trainers_tree.children)
+    return InlineAlertTree(trainers, predicate, sustain, span, str(severity), str(message).rstrip())
+
+
+def _condition_parts(tree: Tree, text: str) -> tuple[ast.Predicate, int | None, Span]:
+    body_tree = tree.children[0]
+    _check_depth(body_tree, text)
+    body = _ToAst(text).transform(body_tree)
+    sustain = int(tree.children[1].children[1]) if len(tree.children) > 1 else None
+    return body, sustain, _tree_span(tree, text)
+
+
+# ---------------------------------------------------------------- reading text
+
+
+def _parse(text: str, start: str) -> Tree:
+    what = "condition" if start == "condition" else "inline alert"
+    if not isinstance(text, str):
+        raise TypeError(f"a {what} must be a string, not {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise _error(
+            text, MAX_LENGTH, f"this {what} is {len(text)} characters long; the limit is {MAX_LENGTH}",
+            code="E107", hint="split it into several rules",
+        )
+    if not text.strip():
+        raise _error(text, 0, f"the {what} is empty", code="E101",
+                     hint="write a condition such as '< 0.5' or 'loss > 2'")
+    try:
+        return _parser().parse(text, start=start)
+    except UnexpectedInput as exc:
+        raise _syntax_error(text, exc, what) from None
+
+
+def _error(text: str, offset: int, message: str, *, code: str, hint: str | None = None,
+           length: int = 1, expected: tuple[str, ...] = ()) -> RuleSyntaxError:
+    span = Span.at(text, offset, length)
+    return RuleSyntaxError(Diagnostic(code, message, span, hint), text, expected)
+
+
+# Words for the grammar's terminals, so that authors never read `LPAR` or `__ANON_3`.
+_TERMINAL_WORDS = {
+    "NUMBER": "a number",
+    "INT": "a whole number",
+    "NAME": "a metric name",
+    "QUOTED_NAME": "a `quoted` metric name",
+    "COMPARATOR": "a comparison (<, <=, >, >=, ==, !=)",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "_AND": "'and'",
+    "_OR": "'or'",
+    "NOT": "'not'",
+    "FOR": "'for'",
+    "STEPS": "'steps'",
+    "UNIT": "'%' or 'x'",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "ARROW": "'->'",
+    "SEVERITY": "a severity (low, medium, high, critical)",
+    "TRAINER": "a trainer id such as 'grpo'",
+    "MESSAGE": "a message",
+    "$END": "the end of the text",
+}
+_SHORTHAND_KEYWORDS = {"RANGE", "OUTSIDE", "DROP", "RISE", "SPIKE", "FLAT", "NONFINITE"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH"}
+
+
+def describe_expected(terminals: set[str]) -> tuple[str, ...]:
+    """What the parser would have accepted, in words, most useful first (at most four)."""
+    names = set(terminals)
+    words: list[str] = []
+    if len(names & _OPERATORS) >= 3:
+        # After a complete value: what matters is how to go on, not every closing token.
+        if "COMPARATOR" in names:
+            words.append(_TERMINAL_WORDS["COMPARATOR"])
+        words.append("an operator (+ - * /)")
+        if {"_AND", "_OR"} <= names:
+            words.append("'and'/'or'")
+        if "ARROW" in names:
+            words.append("'->'")
+        return tuple(words)
+    if len(names & _SHORTHAND_KEYWORDS) >= 3:
+        words.append("a shorthand such as '< 0.5' or 'drop(50%)'")
+        names -= _SHORTHAND_KEYWORDS | {"COMPARATOR"}
+    if "NUMBER" in names and "NAME" in names:
+        words.append("a number or a metric name")
+        names -= {"NUMBER", "NAME", "QUOTED_NAME", "LPAR", "MINUS", "NOT"}
+    if {"_AND", "_OR"} <= names:
+        words.append("'and'/'or'")
+        names -= {"_AND", "_OR"}
+    order = list(_TERMINAL_WORDS)
+    for name in sorted(names, key=lambda n: order.index(n) if n in order else len(order)):
+        word = _TERMINAL_WORDS.get(name) or f"'{name.lower()}'"
+        if word not in words:
+            words.append(word)
+    return tuple(words[:4])
+
+
+def _join_words(words: tuple[str, ...]) -> str:
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(text: str, exc: UnexpectedInput, what: str) -> RuleSyntaxError:
+    if isinstance(exc, UnexpectedToken):
+        terminals = set(exc.expected)
+        at_end = exc.token.type == "$END"
+        offset = len(text) if at_end else exc.token.start_pos
+        found = "" if at_end else _next_lexeme(text, offset)
+        length = max(1, len(found))
+    elif isinstance(exc, UnexpectedCharacters):
+        terminals = set(exc.allowed or ())
+        offset = exc.pos_in_stream
+        at_end = False
+        found = text[offset]
+        length = 1
+    else:  # pragma: no cover - LALR raises only the two above
+        terminals, offset, at_end, found, length = set(), 0, False, text[:1], 1
+
+    expected = describe_expected(terminals)
+    previous = _previous_lexeme(text, offset)
+    message = f"expected {_join_words(expected)}" if expected else "unexpected text"
+    if previous:
+        message += f" after '{previous}'"
+    if at_end:
+        message = f"the {what} ends too early: {message}"
+    elif found:
+        shown = found if found.isprintable() else f"character U+{ord(found[0]):04X}"
+        message += f", found '{shown}'" if found.isprintable() else f", found {shown}"
+    return _error(text, offset, message, code="E101", hint=_hint_for(found, previous),
+                  length=length, expected=expected)
+
+
+def _next_lexeme(text: str, offset: int) -> str:
+    """The token-sized piece of text at `offset` (not the rest of the line)."""
+    match = re.compile(r"`[^`]*`|[A-Za-z0-9_./%]+|<=|>=|==|!=|->|\S").match(text, offset)
+    lexeme = match.group(0) if match else text[offset:offset + 1]
+    return lexeme if len(lexeme) <= 40 else lexeme[:37] + "..."
+
+
+_LEXEME = re.compile(r"(`[^`]*`|[A-Za-z0-9_./%]+|<=|>=|==|!=|->|\S)\s*$")
+
+
+def _previous_lexeme(text: str, offset: int) -> str:
+    match = _LEXEME.search(text[:offset])
+    if not match:
+        return ""
+    lexeme = match.group(1)
+    return lexeme if len(lexeme) <= 40 else lexeme[:37] + "..."
+
+
+def _hint_for(found: str, previous: str) -> str | None:
+    if found == "=":
+        return "comparisons are written ==, <=, >=, <, > or !="
+    if found in {"&", "&&"}:
+        return "write 'and'"
+    if found in {"|", "||"}:
+        return "write 'or'"
+    if found in {"-", "!", "#", "@", "$", "?", "~", "[", "]", "{", "}", "'", '"'} and previous:
+        return "a metric name with unusual characters goes in backticks: `my-metric`"
+    return None
+
+
+# ---------------------------------------------------------------- depth guard
+
+
+def _check_depth(tree: Tree, text: str) -> None:
+    """Refuse trees nested deeper than MAX_DEPTH before anything recurses over them."""
+    stack: list[tuple[Tree | Token, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_DEPTH:
+            span = _tree_span(node, text)
+            raise _error(
+                text, span.start, f"the condition nests more than {MAX_DEPTH} levels deep",
+                code="E106", hint="simplify it: remove parentheses or repeated 'not'/'-'",
+            )
+        stack.extend((child, depth + 1) for child in node.children)
+
+
+# ---------------------------------------------------------------- tree → ast
+
+
+def _tree_span(node: Tree | Token, text: str) -> Span:
+    if isinstance(node, Token):
+        return Span(node.line, node.column, node.end_line, node.end_column,
+                    node.start_pos, node.end_pos)
+    meta = node.meta
+    if getattr(meta, "empty", True):
+        return Span.at(text, 0, 0)
+    return Span(meta.line, meta.column, meta.end_line, meta.end_column,
+                meta.start_pos, meta.end_pos)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds ruledsl.ast nodes from Lark's parse tree (positions included)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self._text = text
+
+    def _span(self, meta) -> Span:
+        return Span(meta.line, meta.column, meta.end_line, meta.end_column,
+                    meta.start_pos, meta.end_pos)
+
+    # logic
+    def disjunction(self, meta, operands):
+        return ast.Or(tuple(operands), self._span(meta))
+
+    def conjunction(self, meta, operands):
+        return ast.And(tuple(operands), self._span(meta))
+
+    def negation(self, meta, children):
+        _keyword, operand = children
+        return ast.Not(operand, self._span(meta))
+
+    # comparisons
+    def compare(self, meta, children):
+        left, op, right = children
+        return ast.Comparison(str(op), left, right, self._span(meta))
+
+    def applied_shorthand(self, meta, children):
+        metric, term = children
+        return ast.AppliedShorthand(metric, term, self._span(meta))
+
+    # shorthand terms
+    def shorthand_number(self, meta, children):
+        sign = -1.0 if children[0].type == "MINUS" else 1.0
+        digits = [c for c in children if c.type == "NUMBER"][0]
+        unit = next((str(c) for c in children if c.type == "UNIT"), None)
+        return ast.Number(sign * float(digits), self._span(meta), unit)
+
+    def shorthand_compare(self, meta, children):
+        op, number = children
+        return ast.ShorthandCompare(str(op), number, self._span(meta))
+
+    def range(self, meta, children):
+        _keyword, low, high = children
+        return ast.Between(low, high, True, self._span(meta))
+
+    def outside(self, meta, children):
+        _keyword, low, high = children
+        return ast.Between(low, high, False, self._span(meta))
+
+    def drop(self, meta, children):
+        return ast.Change("drop", children[1], self._span(meta))
+
+    def rise(self, meta, children):
+        return ast.Change("rise", children[1], self._span(meta))
+
+    def spike(self, meta, children):
+        return ast.Spike(children[1], self._span(meta))
+
+    def flat(self, meta, children):
+        return ast.Flat(children[1], self._span(meta))
+
+    def nonfinite(self, meta, children):
+        return ast.NonFinite(self._span(meta))
+
+    # arithmetic
+    def sum(self, meta, children):
+        return self._fold(children)
+
+    def product(self, meta, children):
+        return self._fold(children)
+
+    def _fold(self, children):
+        """`a - b + c` arrives flat; fold it left to right without recursion."""
+        result = children[0]
+        for op, right in zip(children[1::2], children[2::2]):
+            span = Span(result.span.line, result.span.column, right.span.end_line,
+                        right.span.end_column, result.span.start, right.span.end)
+            result = ast.BinaryOp(str(op), result, right, span)
+        return result
+
+    def negative(self, meta, children):
+        _minus, operand = children
+        return ast.Negative(operand, self._span(meta))
+
+    def number(self, meta, children):
+        unit = str(children[1]) if len(children) > 1 else None
+        return ast.Number(float(children[0]), self._span(meta), unit)
+
+    def metric(self, meta, children):
+        return ast.MetricRef(str(children[0]), self._span(meta))
+
+    def quoted_metric(self, meta, children):
+        return ast.MetricRef(str(children[0])[1:-1], self._span(meta))
+
+    def call(self, meta, children):
+        name, *args = children
+        return ast.Call(str(name), tuple(args), self._span(meta))

@@ -1,0 +1,179 @@
+"""Rule files → `Rule`s: discovery, safe YAML, and every problem reported with its file.
+
+A rule directory is searched recursively for `*.yaml` / `*.yml` (spec §1); the
+builtin library (`rules/<trainer>/`) is one such directory. Each file goes
+safe YAML (with positions) → JSON Schema → the rule model, and every problem
+is placed at its line and column in the file. Nothing is dropped silently: a
+file that cannot be read or a rule that does not validate makes `load_rules`
+raise `RuleLoadError` listing every problem in every file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable
+
+from ruledsl.lang.errors import Diagnostic, RuleValidationError
+from ruledsl.resources import data_dir
+from ruledsl.model.rule import ALL_TRAINERS, Rule
+from ruledsl.model.schema import schema_problems
+from ruledsl.model.yaml_source import YamlDocument, YamlError, read_yaml
+
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class FileProblem:
+    """A diagnostic in a rule file, its span (if any) in the file's own lines and columns."""
+
+    path: Path
+    diagnostic: Diagnostic
+    source: str | None = None  # the file's text, for snippets
+
+    @property
+    def where(self) -> str:
+        span = self.diagnostic.span
+        return f"{self.path}:{span.line}:{span.column}" if span is not None else str(self.path)
+
+    def __str__(self) -> str:
+        d = self.diagnostic
+        subject = f"{d.field}: " if d.field and not d.message.startswith(f"{d.field}") else ""
+        hint = f" (hint: {d.hint})" if d.hint else ""
+        return f"{self.where}: [{d.code}] {subject}{d.message}{hint}"
+
+
+@dataclass
+class RuleLoadError(ValueError):
+    problems: list[FileProblem] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.problems)} problem(s) in rule files:"]
+        lines.extend(f"  {p}" for p in self.problems)
+        return "\n".join(lines)
+
+
+@dataclass
+class RuleFile:
+    """One rule file as read: its YAML (with positions), its rule if it has one, its problems."""
+
+    path: Path
+    text: str = ""
+    document: YamlDocument | None = None
+    rule: Rule | None = None
+    problems: list[FileProblem] = field(default_factory=list)
+
+    def problem(self, diagnostic: Diagnostic) -> None:
+        self.problems.append(self.problem_at(diagnostic))
+
+    def problem_at(self, diagnostic: Diagnostic) -> FileProblem:
+        """`diagnostic` (already placed in this file) as a problem of this file."""
+        return FileProblem(self.path, diagnostic, self.text)
+
+
+def builtin_rules_dir() -> Path:
+    return data_dir("rules")
+
+
+def discover(paths: Iterable[Path | str]) -> list[Path]:
+    """Rule files under `paths` (files or directories), sorted, each once."""
+    found: dict[Path, None] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                if candidate.suffix in RULE_SUFFIXES and candidate.is_file():
+                    found.setdefault(candidate, None)
+        else:
+            found.setdefault(path, None)
+    return list(found)
+
+
+def read_rule_file(path: Path) -> RuleFile:
+    """Read, schema-check and build one rule file; problems are collected, never raised."""
+    rule_file = RuleFile(Path(path))
+    try:
+        rule_file.text = rule_file.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        rule_file.problem(Diagnostic("E001", f"cannot read the file: {exc}"))
+        return rule_file
+    try:
+        rule_file.document = read_yaml(rule_file.text)
+    except YamlError as exc:
+        rule_file.problem(exc.diagnostic)
+        return rule_file
+    _build_rule(rule_file, rule_file.document)
+    return rule_file
+
+
+def _build_rule(rule_file: RuleFile, document: YamlDocument) -> None:
+    for diagnostic in document.duplicate_keys:
+        rule_file.problem(diagnostic)
+    schema_diagnostics = schema_problems(document)
+    for diagnostic in schema_diagnostics:
+        rule_file.problem(diagnostic)
+    if not isinstance(document.data, dict):
+        return
+    try:
+        rule_file.rule = Rule.from_dict(document.data, origin=str(rule_file.path))
+    except RuleValidationError as exc:
+        # The schema already spoke about a field it rejected; the rule model adds what it cannot see.
+        reported = {d.field for d in schema_diagnostics}
+        for diagnostic in exc.diagnostics:
+            if diagnostic.field not in reported or diagnostic.field is None:
+                rule_file.problem(_placed(diagnostic, document))
+    if rule_file.problems:
+        rule_file.rule = None
+
+
+def _placed(diagnostic: Diagnostic, document: YamlDocument) -> Diagnostic:
+    """A rule-model diagnostic moved to file coordinates (inside the field's string when it has a span)."""
+    path = (diagnostic.field,) if diagnostic.field else ()
+    if diagnostic.span is not None and path:
+        span = document.span_in_string(path, diagnostic.span)
+    else:
+        span = document.span_of(path, key=diagnostic.code == "E303")
+    return replace(diagnostic, span=span)
+
+
+def load_rules(paths: Iterable[Path | str] | None = None, trainer: str | None = None,
+               include_builtin: bool = True) -> list[Rule]:
+    """The enabled rules of the builtin library and/or `paths`, for `trainer`.
+
+    `trainer=None` keeps every rule (an unknown trainer runs them all, spec §8);
+    `"all"`/`"common"` keeps only the rules for every trainer.
+    """
+    sources = ([builtin_rules_dir()] if include_builtin else []) + list(paths or [])
+    rules: list[Rule] = []
+    problems: list[FileProblem] = []
+    seen: dict[str, Path] = {}
+    for rule_file in map(read_rule_file, discover(sources)):
+        problems.extend(rule_file.problems)
+        rule = rule_file.rule
+        if rule is None:
+            continue
+        if rule.name in seen:
+            problems.append(duplicate_name(rule_file, seen[rule.name]))
+            continue
+        seen[rule.name] = rule_file.path
+        rules.append(rule)
+    if problems:
+        raise RuleLoadError(problems)
+    return [r for r in rules if r.enabled and _selected(r, trainer)]
+
+
+def duplicate_name(rule_file: RuleFile, first: Path) -> FileProblem:
+    """E003: `rule_file` reuses the name of the rule in `first`."""
+    assert rule_file.document is not None and rule_file.rule is not None
+    return FileProblem(rule_file.path, Diagnostic(
+        "E003", f"the rule name '{rule_file.rule.name}' is already used by {first}",
+        rule_file.document.span_of(("name",)), field="name",
+        hint="rule names must be unique across the loaded rule set: rename one of them"), rule_file.text)
+
+
+def _selected(rule: Rule, trainer: str | None) -> bool:
+    if trainer in (ALL_TRAINERS, "common"):
+        return rule.applies_to_all
+    return rule.applies_to(trainer)
