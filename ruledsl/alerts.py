@@ -29,14 +29,34 @@ class Severity(enum.Enum):
     def rank(self) -> int:
         return _RANKS[self]
 
+    @property
+    def icon(self) -> str:
+        return _ICONS[self]
+
+    @property
+    def ansi(self) -> str:
+        """The terminal colour (ANSI SGR code) of its mark."""
+        return _ANSI[self]
+
 
 _RANKS = {severity: rank for rank, severity in enumerate(Severity)}
+_ICONS = {Severity.LOW: "·", Severity.MEDIUM: "⚠", Severity.HIGH: "🚨", Severity.CRITICAL: "🔥"}
+_ANSI = {Severity.LOW: "2", Severity.MEDIUM: "33", Severity.HIGH: "31", Severity.CRITICAL: "1;31"}
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 
 
 def severity_rank(name: str) -> int:
     """The rank of a severity by name (ValueError for a name not on the scale)."""
     return Severity(name).rank
+
+
+def severity_mark(name: str, terminal: bool, colour: bool = False) -> str:
+    """`[HIGH]`; with its icon on a terminal, in colour when asked."""
+    severity = Severity(name)
+    mark = f"[{name.upper()}]"
+    if colour:
+        mark = f"\x1b[{severity.ansi}m{mark}\x1b[0m"
+    return f"{severity.icon} {mark}" if terminal else mark
 
 
 def at_least(name: str, floor: str) -> bool:

@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import Any, Mapping, TextIO
 
-from ruledsl.report.table import severity_mark
+from ruledsl.alerts import severity_mark
 
 LOG_LEVELS = {"low": logging.INFO, "medium": logging.WARNING, "high": logging.WARNING,
               "critical": logging.ERROR}

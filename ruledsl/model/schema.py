@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from ruledsl.lang.errors import Diagnostic
 from ruledsl.resources import data_dir
 from ruledsl.model.yaml_source import YamlDocument
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_FILE = "rule.schema.json"
 
@@ -28,6 +29,8 @@ def rule_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    import jsonschema  # here, not at the top: a training process loading the builtin rules never needs it
+
     return jsonschema.Draft202012Validator(rule_schema())
 
 

@@ -11,12 +11,10 @@ import os
 
 import polars as pl
 
-from ruledsl.alerts import SEVERITIES, Severity
+from ruledsl.alerts import SEVERITIES, Severity, severity_mark
 from ruledsl.report.context import ReportContext
 
 SEVERITY_RANK = {s.value: s.rank for s in Severity}  # as polars' replace_strict wants it
-ICONS = {"low": "·", "medium": "⚠", "high": "🚨", "critical": "🔥"}
-COLOURS = {"low": "2", "medium": "33", "high": "31", "critical": "1;31"}  # ANSI SGR codes
 
 
 def to_table(records: pl.DataFrame, context: ReportContext) -> str:
@@ -49,14 +47,6 @@ def severity_counts(records: pl.DataFrame) -> list[tuple[str, int]]:
 
 def severity_summary(records: pl.DataFrame) -> str:
     return ", ".join(f"{n} {s}" for s, n in severity_counts(records) if n)
-
-
-def severity_mark(severity: str, terminal: bool, colour: bool = False) -> str:
-    """`[HIGH]`; with its icon on a terminal, in colour when asked."""
-    mark = f"[{severity.upper()}]"
-    if colour:
-        mark = f"\x1b[{COLOURS[severity]}m{mark}\x1b[0m"
-    return f"{ICONS[severity]} {mark}" if terminal else mark
 
 
 def _steps(row: dict) -> str:
