@@ -1,15 +1,19 @@
 """A rule in plain words, the log keys it resolves to, and the polars query it compiles to.
 
-`meaning` reads the typed AST (one function per node kind, like the backends),
-so what `explain` says is what the engines do; the compiled query is the
+`meaning` reads the typed AST (a table from node type to its words, like the
+engines' tables) and the statistics of ruledsl.lang.meaning, so what `explain`
+says is what the engines do; the compiled query is the
 backend's own plan for a one-row log holding the rule's keys.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import polars as pl
 
 from ruledsl.lang import ast
+from ruledsl.lang.meaning import FUNCTIONS, Statistic, term
 from ruledsl.engines.batch import polars_backend
 from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.compile import compile_rules
@@ -37,57 +41,68 @@ def meaning(rule: Rule) -> str:
 
 
 def _shorthand(node: ast.Predicate, metric: str, window: int) -> str:
-    smoothed = metric if window == 1 else f"the mean of the last {window} values of {metric}"
-    if isinstance(node, (ast.And, ast.Or)):
-        joiner = " and " if isinstance(node, ast.And) else " or "
-        return joiner.join(f"({_shorthand(o, metric, window)})" for o in node.operands)
+    if isinstance(node, ast.LOGIC):
+        return _logic(node, lambda operand: _shorthand(operand, metric, window))
+    signature = term(node)  # type: ignore[arg-type]
+
+    def said(statistic: Statistic) -> str:  # "the mean of the last W values of loss", or just "loss"
+        if statistic is Statistic.SMOOTHED and window == 1:
+            return metric
+        return statistic.words(metric, window)
+    return TERM_WORDS[type(node)](node, said)
+
+
+def _logic(node: ast.Predicate, say: Callable[[ast.Predicate], str]) -> str:
     if isinstance(node, ast.Not):
-        return f"not ({_shorthand(node.operand, metric, window)})"
-    if isinstance(node, ast.ShorthandCompare):
-        return f"{smoothed} {COMPARISON_WORDS[node.op]} {_num(node.threshold)}"
-    if isinstance(node, ast.Between):
-        low, high = _num(node.low), _num(node.high)
-        return f"{smoothed} is between {low} and {high} (inclusive)" if node.inside else \
-            f"{smoothed} is below {low} or above {high}"
-    if isinstance(node, ast.Change):
-        verb = "fallen" if node.direction == "drop" else "risen"
-        return (f"{smoothed} has {verb} by at least {_num(node.percent)}% relative to its baseline "
-                f"(the mean of the first {window} values of the run)")
-    if isinstance(node, ast.Spike):
-        return (f"a value of {metric} is at least {_num(node.factor)} times the mean of the {window} "
-                f"values before it (that mean being positive)")
-    if isinstance(node, ast.Flat):
-        return f"the last {window} values of {metric} lie within {_num(node.tolerance)} of each other (max − min)"
-    if isinstance(node, ast.NonFinite):
-        return f"{metric} is logged as NaN or ±infinity"
-    raise TypeError(f"not a shorthand term: {type(node).__name__}")
+        return f"not ({say(node.operand)})"
+    joiner = " and " if isinstance(node, ast.And) else " or "
+    return joiner.join(f"({say(o)})" for o in node.operands)  # type: ignore[union-attr]
+
+
+Said = Callable[[Statistic], str]
+TERM_WORDS: dict[type, Callable[[Any, Said], str]] = {
+    ast.ShorthandCompare: lambda n, said: f"{said(Statistic.SMOOTHED)} {COMPARISON_WORDS[n.op]} {_num(n.threshold)}",
+    ast.Between: lambda n, said: (
+        f"{said(Statistic.SMOOTHED)} is between {_num(n.low)} and {_num(n.high)} (inclusive)" if n.inside
+        else f"{said(Statistic.SMOOTHED)} is below {_num(n.low)} or above {_num(n.high)}"),
+    ast.Change: lambda n, said: (
+        f"{said(Statistic.SMOOTHED)} has {'fallen' if n.direction == 'drop' else 'risen'} by at least "
+        f"{_num(n.percent)}% relative to its baseline ({said(Statistic.FIRST_MEAN)})"),
+    ast.Spike: lambda n, said: (
+        f"{said(Statistic.LAST)} is at least {_num(n.factor)} times {said(Statistic.PREVIOUS_MEAN)} "
+        f"(that mean being positive)"),
+    ast.Flat: lambda n, said: f"{said(Statistic.SPREAD)} is at most {_num(n.tolerance)}",
+    ast.NonFinite: lambda n, said: f"{said(Statistic.RAW)} is NaN or ±infinity",
+}
 
 
 def _predicate(node: ast.Predicate) -> str:
-    if isinstance(node, (ast.And, ast.Or)):
-        joiner = " and " if isinstance(node, ast.And) else " or "
-        return joiner.join(f"({_predicate(o)})" for o in node.operands)
-    if isinstance(node, ast.Not):
-        return f"not ({_predicate(node.operand)})"
+    if isinstance(node, ast.LOGIC):
+        return _logic(node, _predicate)
     assert isinstance(node, ast.Comparison)
     return f"{_value(node.left)} {COMPARISON_WORDS[node.op]} {_value(node.right)}"
 
 
 def _value(node: ast.Value) -> str:
-    if isinstance(node, ast.Number):
-        return _num(node)
-    if isinstance(node, ast.MetricRef):
-        return node.name
-    if isinstance(node, ast.Negative):
-        return f"minus {_value(node.operand)}"
-    if isinstance(node, ast.BinaryOp):
-        return f"({_value(node.left)} {node.op} {_value(node.right)})"
+    return VALUE_WORDS[type(node)](node)
+
+
+def _call(node: ast.Call) -> str:
     if node.name == "abs":
         return f"the absolute value of {_value(node.args[0])}"
     if node.name == "delta":
         return f"[the change of {node.metric.name} over the last {node.window} values]"
-    words = ast.FUNCTIONS[node.name].meaning.replace("W", str(node.window))
+    words = FUNCTIONS[node.name].meaning.replace("W", str(node.window))
     return f"[{words} of {node.metric.name}]"
+
+
+VALUE_WORDS: dict[type, Callable[[Any], str]] = {
+    ast.Number: lambda n: _num(n),
+    ast.MetricRef: lambda n: n.name,
+    ast.Negative: lambda n: f"minus {_value(n.operand)}",
+    ast.BinaryOp: lambda n: f"({_value(n.left)} {n.op} {_value(n.right)})",
+    ast.Call: _call,
+}
 
 
 def _num(number: ast.Number) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ruledsl.lang import ast
-from ruledsl.lang.errors import RuleSyntaxError
-from ruledsl.lang.read import parse_condition
-from ruledsl.lang.parser import describe_expected
 from ruledsl.docs import content, railroad
 from ruledsl.docs.grammar_model import Alternative, Grammar, Rule, alternative_ebnf, ebnf, rule_ebnf
+from ruledsl.lang import meaning
+from ruledsl.lang.errors import RuleSyntaxError
+from ruledsl.lang.parser import describe_expected
+from ruledsl.lang.read import parse_condition
 
 # ---------------------------------------------------------------- blocks
 
@@ -233,7 +233,7 @@ def _examples(examples: tuple[content.Example, ...]) -> Table:
 
 def _function_table() -> Table:
     rows = []
-    for signature in ast.FUNCTIONS.values():
+    for signature in meaning.FUNCTIONS.values():
         if not signature.over_series:
             usage, defined = f"{signature.name}(expression)", "where its argument is"
         else:
@@ -319,7 +319,8 @@ def _changing() -> list[Block]:
             "`grammar/ruledsl.lark`: the syntax; name each alternative with `-> alias`",
             "`ruledsl/lang/parser.py`: the transformer method for the alias builds an `ruledsl/lang/ast.py` node",
             "`ruledsl/lang/checker.py`: what the node may mean, and its errors (codes E1xx, listed above)",
-            "`ruledsl/lang/meaning.py` (what it means), `ruledsl/engines/batch/polars_backend.py` and `ruledsl/engines/live/` (how each engine computes it), `tests/reference_evaluator.py` (the oracle)",
+            "`ruledsl/lang/meaning.py` (what it means), `ruledsl/engines/batch/polars_backend.py` and "
+            "`ruledsl/engines/live/` (how each engine computes it), `tests/reference_evaluator.py` (the oracle)",
             "`ruledsl/docs/content.py`: a section or an example with its meaning; then `make docs`",
         )),
         Paragraph("`make test` fails while `docs/` differs from what the grammar generates, while an "

@@ -49,7 +49,7 @@ class BinaryOp:
 
 @dataclass(frozen=True)
 class Call:
-    """`mean(m, W)`, `delta(m, k)`, `abs(e)`, …: checked against FUNCTIONS."""
+    """`mean(m, W)`, `delta(m, k)`, `abs(e)`, …: checked against ruledsl.lang.meaning.FUNCTIONS."""
 
     name: str
     args: tuple["Value", ...]
@@ -69,32 +69,6 @@ class Call:
 
 Value = Union[Number, MetricRef, Negative, BinaryOp, Call]
 
-
-@dataclass(frozen=True)
-class FunctionSignature:
-    name: str
-    arity: int
-    over_series: bool  # True: (metric, integer window) ; False: (expression)
-    meaning: str
-
-    def first_index(self, window: int) -> int:
-        """The first series index i at which the function is defined."""
-        return window if self.name == "delta" else window - 1
-
-
-FUNCTIONS: dict[str, FunctionSignature] = {
-    f.name: f
-    for f in (
-        FunctionSignature("mean", 2, True, "mean of the last W values"),
-        FunctionSignature("min", 2, True, "smallest of the last W values"),
-        FunctionSignature("max", 2, True, "largest of the last W values"),
-        FunctionSignature("std", 2, True, "population standard deviation of the last W values"),
-        FunctionSignature("sum", 2, True, "sum of the last W values"),
-        FunctionSignature("delta", 2, True, "x_i - x_(i-k)"),
-        FunctionSignature("baseline", 2, True, "mean of the first W values"),
-        FunctionSignature("abs", 1, False, "absolute value"),
-    )
-}
 
 # ---------------------------------------------------------------- comparisons
 
@@ -206,6 +180,12 @@ Predicate = Union[And, Or, Not, Comparison, ShorthandTerm, AppliedShorthand]
 Node = Union[Predicate, Value]
 
 SHORTHAND_TERMS = (ShorthandCompare, Between, Change, Spike, Flat, NonFinite)
+LOGIC = (And, Or, Not)
+VALUES = (Number, MetricRef, Negative, BinaryOp, Call)
+# Every node type an engine meets in a checked condition, by the role it plays there (an
+# AppliedShorthand never reaches an engine: the checker rewrites or refuses it).
+SHORTHAND_NODES = (*LOGIC, *SHORTHAND_TERMS)
+EXPRESSION_PREDICATES = (*LOGIC, Comparison)
 
 # ---------------------------------------------------------------- conditions
 

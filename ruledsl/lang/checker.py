@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 
-from ruledsl.lang import ast
+from ruledsl.lang import ast, meaning
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 
 
@@ -139,11 +139,11 @@ class _Checker:
                             hint="comparisons cannot be compared or added; combine them with and/or")
 
     def call(self, call: ast.Call) -> None:
-        signature = ast.FUNCTIONS.get(call.name)
+        signature = meaning.FUNCTIONS.get(call.name)
         if signature is None:
-            close = difflib.get_close_matches(call.name, list(ast.FUNCTIONS), n=1)
+            close = difflib.get_close_matches(call.name, list(meaning.FUNCTIONS), n=1)
             hint = f"did you mean '{close[0]}'?" if close else None
-            known = ", ".join(ast.FUNCTIONS)
+            known = ", ".join(meaning.FUNCTIONS)
             raise self.fail(call, "E102", f"unknown function '{call.name}' (known: {known})", hint=hint)
         usage = f"{call.name}(metric, W)" if signature.over_series else f"{call.name}(expression)"
         if len(call.args) != signature.arity:

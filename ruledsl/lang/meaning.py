@@ -1,26 +1,149 @@
-"""What each construct of a checked condition means, in one table (spec §3–§5).
+"""What each construct of a checked condition means: one table, read by every engine and tool.
 
-PLACEHOLDER: filled in by the table-of-meanings step.
+A shorthand term (`< 0.5`, `drop(50%)`, `spike(3x)`, …) compares a few window
+statistics of its rule's series x (spec §3). Its row in `TERMS` says which
+statistics it reads, from which series index it is defined, which quantity
+`{value}` and `{baseline}` report and which number `{threshold}` is (spec §5).
+A window function of a full expression (`mean(loss, 20)`, …) has its row in
+`FUNCTIONS`. The engines (ruledsl/engines/batch, ruledsl/engines/live) compute
+each `Statistic` and each function and decide `holds` per node type; lint and
+`explain` read the same rows. tests/test_meaning_tables.py fails when a node
+type or a statistic is missing from any of them.
 """
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
 from ruledsl.lang import ast
+
+
+class Statistic(enum.Enum):
+    """A quantity of a series at index i, for the rule's window W (spec §3)."""
+
+    SMOOTHED = "v"  # v_i: the mean of x_(i-W+1) … x_i
+    PREVIOUS_MEAN = "m"  # m_i: the mean of x_(i-W) … x_(i-1), the W values before x_i
+    SPREAD = "spread"  # max − min of x_(i-W+1) … x_i
+    LAST = "x"  # x_i itself
+    RAW = "raw"  # the key's last logged value, NaN and ±inf included (a series of its own)
+    FIRST_MEAN = "B"  # the mean of the first W values of the run
+
+    @property
+    def keeps(self) -> Callable[[int], int]:
+        """W → how many of the last values a live series keeps to compute it."""
+        return _KEEPS[self]
+
+    def words(self, metric: str, window: int) -> str:
+        return _WORDS[self].format(metric=metric, W=window)
+
+
+_KEEPS: dict[Statistic, Callable[[int], int]] = {
+    Statistic.SMOOTHED: lambda w: w,
+    Statistic.PREVIOUS_MEAN: lambda w: w + 1,
+    Statistic.SPREAD: lambda w: w,
+    Statistic.LAST: lambda w: 1,
+    Statistic.RAW: lambda w: 1,
+    Statistic.FIRST_MEAN: lambda w: 1,  # recorded once, when the W-th value arrives
+}
+_WORDS: dict[Statistic, str] = {
+    Statistic.SMOOTHED: "the mean of the last {W} values of {metric}",
+    Statistic.PREVIOUS_MEAN: "the mean of the {W} values of {metric} before it",
+    Statistic.SPREAD: "max − min of the last {W} values of {metric}",
+    Statistic.LAST: "a value of {metric}",
+    Statistic.RAW: "{metric} as logged",
+    Statistic.FIRST_MEAN: "the mean of the first {W} values of {metric} in the run",
+}
+
+
+@dataclass(frozen=True)
+class TermSignature:
+    """What one kind of shorthand term means over its rule's series, window W."""
+
+    name: str  # as written
+    reads: tuple[Statistic, ...]  # every statistic `holds` compares
+    first_index: Callable[[int], int]  # W → the first series index at which the term is defined
+    value: Statistic  # what {value} reports
+    baseline: Statistic | None  # what {baseline} reports (None: n/a)
+    threshold: Callable[[ast.ShorthandTerm], float | None]  # the number {threshold} reports
+
+    def keeps(self, window: int) -> int:
+        """How many of the last values a live series keeps for this term."""
+        return max(s.keeps(window) for s in self.reads)
+
+
+TERMS: dict[type, TermSignature] = {
+    ast.ShorthandCompare: TermSignature(
+        "< c", (Statistic.SMOOTHED,), lambda w: w - 1, Statistic.SMOOTHED, None,
+        lambda t: t.threshold.value),  # type: ignore[union-attr]
+    ast.Between: TermSignature(
+        "range/outside", (Statistic.SMOOTHED,), lambda w: w - 1, Statistic.SMOOTHED, None,
+        lambda t: t.low.value),  # type: ignore[union-attr]
+    # B is v at index W-1; the term waits for a second, disjoint window of values
+    ast.Change: TermSignature(
+        "drop/rise", (Statistic.SMOOTHED, Statistic.FIRST_MEAN), lambda w: 2 * w - 1, Statistic.SMOOTHED,
+        Statistic.FIRST_MEAN, lambda t: t.percent.value),  # type: ignore[union-attr]
+    ast.Spike: TermSignature(
+        "spike", (Statistic.LAST, Statistic.PREVIOUS_MEAN), lambda w: w, Statistic.LAST,
+        Statistic.PREVIOUS_MEAN, lambda t: t.factor.value),  # type: ignore[union-attr]
+    ast.Flat: TermSignature(
+        "flat", (Statistic.SPREAD,), lambda w: w - 1, Statistic.SPREAD, None,
+        lambda t: t.tolerance.value),  # type: ignore[union-attr]
+    ast.NonFinite: TermSignature(
+        "nonfinite", (Statistic.RAW,), lambda w: 0, Statistic.RAW, None, lambda t: None),
+}
+
+
+@dataclass(frozen=True)
+class FunctionSignature:
+    """A function of full expressions: `mean(m, W)` and friends over a series, or `abs(e)`."""
+
+    name: str
+    arity: int
+    over_series: bool  # True: (metric, integer window) ; False: (expression)
+    meaning: str
+    lookback: int = -1  # the first index is W + lookback: W-1 for a window of W values, W for delta's x_(i-W)
+
+    def first_index(self, window: int) -> int:
+        """The first series index i at which the function is defined."""
+        return window + self.lookback
+
+    def keeps(self, window: int) -> int:
+        """How many of the last values a live series keeps for it (x_(i-first) … x_i)."""
+        return self.first_index(window) + 1
+
+
+FUNCTIONS: dict[str, FunctionSignature] = {
+    f.name: f
+    for f in (
+        FunctionSignature("mean", 2, True, "mean of the last W values"),
+        FunctionSignature("min", 2, True, "smallest of the last W values"),
+        FunctionSignature("max", 2, True, "largest of the last W values"),
+        FunctionSignature("std", 2, True, "population standard deviation of the last W values"),
+        FunctionSignature("sum", 2, True, "sum of the last W values"),
+        FunctionSignature("delta", 2, True, "x_i - x_(i-k)", lookback=0),
+        FunctionSignature("baseline", 2, True, "mean of the first W values"),
+        FunctionSignature("abs", 1, False, "absolute value"),
+    )
+}
+SERIES_FUNCTIONS = tuple(name for name, f in FUNCTIONS.items() if f.over_series)
+
+
+def term(node: ast.ShorthandTerm) -> TermSignature:
+    return TERMS[type(node)]
+
+
+def first_index(body: ast.Predicate, window: int) -> int:
+    """The first series index at which a shorthand condition is defined: where all its terms are."""
+    return max(term(leaf).first_index(window) for leaf in ast.leaves(body))  # type: ignore[arg-type]
 
 
 def threshold_of(condition: ast.Condition) -> float | None:
     """Spec §5: the first number of the first term (n/a for a non-numeric right operand)."""
     first = ast.leaves(condition.body)[0]
-    if isinstance(first, ast.ShorthandCompare):
-        return first.threshold.value
-    if isinstance(first, ast.Between):
-        return first.low.value
-    if isinstance(first, ast.Change):
-        return first.percent.value
-    if isinstance(first, ast.Spike):
-        return first.factor.value
-    if isinstance(first, ast.Flat):
-        return first.tolerance.value
+    if isinstance(first, ast.SHORTHAND_TERMS):
+        return term(first).threshold(first)
     if isinstance(first, ast.Comparison):
         right = first.right
         if isinstance(right, ast.Number):

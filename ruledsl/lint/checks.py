@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from ruledsl.lang import ast
+from ruledsl.lang import ast, meaning
 from ruledsl.model.catalog import ANY_TRAINER, Catalog
 from ruledsl.lang.meaning import threshold_of
 from ruledsl.lang.errors import Diagnostic, Span
@@ -104,8 +104,7 @@ def values_needed(condition: ast.Condition, window: int) -> int:
     """How many values (evaluations, for full expressions) the first evaluation needs (spec §3)."""
     if not condition.is_shorthand:
         return 1
-    first_index = {ast.Change: 2 * window - 1, ast.Spike: window, ast.NonFinite: 0}
-    return 1 + max(first_index.get(type(term), window - 1) for term in ast.leaves(condition.body))
+    return 1 + meaning.first_index(condition.body, window)
 
 
 @check
@@ -131,8 +130,9 @@ def fields_rendering_na(rule_file: RuleFile, context: LintContext) -> Iterator[D
 
 def _why_na(name: str, condition: ast.Condition) -> str | None:
     first = ast.leaves(condition.body)[0]
-    if name == "baseline" and not isinstance(first, (ast.Change, ast.Spike)):
-        return "only drop(), rise() and spike() have a baseline"
+    if name == "baseline" and not (isinstance(first, ast.SHORTHAND_TERMS) and meaning.term(first).baseline):
+        with_baseline = ", ".join(s.name for s in meaning.TERMS.values() if s.baseline)
+        return f"only {with_baseline} have a baseline"
     if name == "window" and not condition.is_shorthand:
         return "a full expression has no rule window"
     if name == "threshold" and threshold_of(condition) is None:

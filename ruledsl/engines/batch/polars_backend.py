@@ -24,20 +24,24 @@ would take the frame out of that engine, which measured slower). The rest is a
 few column passes per rule: masks compare the index directly, and episode edges
 are found among the few firing rows, not over the whole frame.
 
-One method per node kind, as in sqlglot's generators; shorthand terms and
-full-expression values are separate compilers because they read different
-things (a rule's own series vs. named metrics).
+One table from node type to handler per kind of node, as in sqlglot's
+generators (`TERM_HOLDS`, `LOGIC`, `PREDICATES`, `VALUES`, `WINDOW_FUNCTIONS`);
+what a construct means (its statistics, first index, reported values) is read
+from ruledsl.lang.meaning. Shorthand terms and full-expression values are
+separate compilers because they read different things (a rule's own series vs.
+named metrics).
 """
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
-from ruledsl.lang import ast
+from ruledsl.lang import ast, meaning
+from ruledsl.lang.meaning import Statistic
 from ruledsl.engines.batch.frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ruledsl.model.rule import Rule
 
@@ -114,83 +118,114 @@ class Term:
 class _ShorthandCompiler:
     """Shorthand terms over one series x (spec §3), for every rule that reads it.
 
-    The window statistics the terms need become columns of their own, named by
-    kind and window (`features`), so that rules on the same metric share them
-    and no expression repeats a window sum.
+    What a term reads and reports comes from its row in `meaning.TERMS`; this
+    compiler computes each `Statistic` (`STATISTICS`) and each term's condition
+    over them (`TERM_HOLDS`). Statistics become columns of their own, named by
+    kind and window, so that rules on the same metric share them and no
+    expression repeats a window sum.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.x = pl.col(VALUE)
         self.features: dict[str, pl.Expr] = {}  # computed from x
         self.derived: dict[str, pl.Expr] = {}  # computed from features, one step later
         self.window = 1
 
-    def for_window(self, window: int) -> "_ShorthandCompiler":
+    def for_window(self, window: int) -> _ShorthandCompiler:
         self.window = window
         return self
 
-    def feature(self, kind: str) -> pl.Expr:
-        x, w = self.x, self.window
-        name = f"__{kind}{w}"
-        if kind == "previous_mean":  # m of spike: v of the row before, summed there directly
-            # (the same additions as shifting v; cheaper than a second stage that shifts it)
-            self.features.setdefault(name, window_mean(x, w, lag=1))
-        elif kind == "baseline":  # B of drop/rise: v at index W-1 carried forward (read from 2W-1 on)
-            self.derived.setdefault(name, pl.when(pl.col(INDEX) == w - 1).then(self.feature("smoothed")).forward_fill())
-        elif name not in self.features:
-            self.features[name] = window_mean(x, w) if kind == "smoothed" else \
-                x.rolling_max(w) - x.rolling_min(w)
+    def statistic(self, statistic: Statistic) -> pl.Expr:
+        stage, build = STATISTICS[statistic]
+        if stage == "inline":
+            return build(self)
+        name = f"__{statistic.name.lower()}{self.window}"
+        columns = self.features if stage == "column" else self.derived
+        if name not in columns:
+            columns[name] = build(self)
         return pl.col(name)
 
     def compile(self, node: ast.Predicate) -> Term:
-        method = getattr(self, "_" + type(node).__name__)
-        return method(node)
+        if isinstance(node, ast.LOGIC):
+            return LOGIC[type(node)](self, node)
+        signature = meaning.term(node)  # type: ignore[arg-type]
+        read = {s: self.statistic(s) for s in (*signature.reads, signature.value)}
+        baseline = self.statistic(signature.baseline) if signature.baseline else None
+        holds = TERM_HOLDS[type(node)](node, read)
+        return Term(holds, signature.first_index(self.window), read[signature.value], baseline)
 
-    def _And(self, node: ast.And) -> Term:
-        return self._combine(node, lambda a, b: a & b)
 
-    def _Or(self, node: ast.Or) -> Term:
-        return self._combine(node, lambda a, b: a | b)
+def _first_mean(c: _ShorthandCompiler) -> pl.Expr:
+    """B of drop/rise: v at index W-1 carried forward (read from 2W-1 on)."""
+    return pl.when(pl.col(INDEX) == c.window - 1).then(c.statistic(Statistic.SMOOTHED)).forward_fill()
 
-    def _combine(self, node, join) -> Term:
-        terms = [self.compile(operand) for operand in node.operands]
-        holds = terms[0].holds
-        for term in terms[1:]:
-            holds = join(holds, term.holds)
-        first = terms[0]
-        return Term(holds, max(t.defined_from for t in terms), first.value, first.baseline)
 
-    def _Not(self, node: ast.Not) -> Term:
-        inner = self.compile(node.operand)
-        return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
+# Statistic → (where it lives, how it is computed): "column" from x, "derived" from
+# columns (one stage later), "inline" read straight off x.
+STATISTICS: dict[Statistic, tuple[str, Callable[[_ShorthandCompiler], pl.Expr]]] = {
+    Statistic.SMOOTHED: ("column", lambda c: window_mean(c.x, c.window)),
+    # m of spike: v of the row before, summed there directly (the same additions as
+    # shifting v; cheaper than a second stage that shifts it)
+    Statistic.PREVIOUS_MEAN: ("column", lambda c: window_mean(c.x, c.window, lag=1)),
+    Statistic.SPREAD: ("column", lambda c: c.x.rolling_max(c.window) - c.x.rolling_min(c.window)),
+    Statistic.LAST: ("inline", lambda c: c.x),
+    Statistic.RAW: ("inline", lambda c: c.x),
+    Statistic.FIRST_MEAN: ("derived", _first_mean),
+}
 
-    def _ShorthandCompare(self, node: ast.ShorthandCompare) -> Term:
-        v = self.feature("smoothed")
-        return Term(COMPARE[node.op](v, node.threshold.value), self.window - 1, v, None)
+Read = dict[Statistic, pl.Expr]
 
-    def _Between(self, node: ast.Between) -> Term:
-        v, low, high = self.feature("smoothed"), node.low.value, node.high.value
-        holds = ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
-        return Term(holds, self.window - 1, v, None)
 
-    def _Change(self, node: ast.Change) -> Term:
-        w, v, baseline = self.window, self.feature("smoothed"), self.feature("baseline")
-        fraction = node.percent.value / 100
-        moved = (baseline - v) if node.direction == "drop" else (v - baseline)
-        holds = (baseline != 0) & (moved / baseline.abs() >= fraction)
-        return Term(holds, 2 * w - 1, v, baseline)
+def _compare(node: ast.ShorthandCompare, s: Read) -> pl.Expr:
+    return COMPARE[node.op](s[Statistic.SMOOTHED], node.threshold.value)
 
-    def _Spike(self, node: ast.Spike) -> Term:
-        previous_mean = self.feature("previous_mean")
-        holds = (previous_mean > 0) & (self.x >= node.factor.value * previous_mean)
-        return Term(holds, self.window, self.x, previous_mean)
 
-    def _Flat(self, node: ast.Flat) -> Term:
-        spread = self.feature("spread")
-        return Term(spread <= node.tolerance.value, self.window - 1, spread, None)
+def _between(node: ast.Between, s: Read) -> pl.Expr:
+    v, low, high = s[Statistic.SMOOTHED], node.low.value, node.high.value
+    return ((v >= low) & (v <= high)) if node.inside else ((v < low) | (v > high))
 
-    def _NonFinite(self, node: ast.NonFinite) -> Term:
-        return Term(~self.x.is_finite(), 0, self.x, None)
+
+def _change(node: ast.Change, s: Read) -> pl.Expr:
+    v, baseline = s[Statistic.SMOOTHED], s[Statistic.FIRST_MEAN]
+    moved = (baseline - v) if node.direction == "drop" else (v - baseline)
+    return (baseline != 0) & (moved / baseline.abs() >= node.percent.value / 100)
+
+
+def _spike(node: ast.Spike, s: Read) -> pl.Expr:
+    previous_mean = s[Statistic.PREVIOUS_MEAN]
+    return (previous_mean > 0) & (s[Statistic.LAST] >= node.factor.value * previous_mean)
+
+
+def _flat(node: ast.Flat, s: Read) -> pl.Expr:
+    return s[Statistic.SPREAD] <= node.tolerance.value
+
+
+def _nonfinite(node: ast.NonFinite, s: Read) -> pl.Expr:
+    return ~s[Statistic.RAW].is_finite()
+
+
+TERM_HOLDS: dict[type, Callable[[Any, Read], pl.Expr]] = {
+    ast.ShorthandCompare: _compare, ast.Between: _between, ast.Change: _change,
+    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite,
+}
+
+
+def _combine(c: _ShorthandCompiler, node: ast.And | ast.Or) -> Term:
+    """Defined where every term is; value and baseline of the first term (spec §4)."""
+    terms = [c.compile(operand) for operand in node.operands]
+    holds = terms[0].holds
+    for term in terms[1:]:
+        holds = (holds & term.holds) if isinstance(node, ast.And) else (holds | term.holds)
+    first = terms[0]
+    return Term(holds, max(t.defined_from for t in terms), first.value, first.baseline)
+
+
+def _negate(c: _ShorthandCompiler, node: ast.Not) -> Term:
+    inner = c.compile(node.operand)
+    return Term(~inner.holds, inner.defined_from, inner.value, inner.baseline)
+
+
+LOGIC: dict[type, Callable[[_ShorthandCompiler, Any], Term]] = {ast.And: _combine, ast.Or: _combine, ast.Not: _negate}
 
 
 def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
@@ -222,48 +257,62 @@ class _ExpressionCompiler:
         return self.calls.setdefault(call, f"__call{len(self.calls)}")
 
     def predicate(self, node: ast.Predicate) -> pl.Expr:
-        if isinstance(node, ast.And):
-            return pl.all_horizontal(self.predicate(o) for o in node.operands)
-        if isinstance(node, ast.Or):
-            return pl.any_horizontal(self.predicate(o) for o in node.operands)
-        if isinstance(node, ast.Not):
-            return ~self.predicate(node.operand)
-        assert isinstance(node, ast.Comparison)
-        left, right = self.value(node.left), self.value(node.right)
-        # polars orders NaN above every number; in a rule a NaN (0/0, inf-inf) never holds.
-        return pl.when(left.is_nan() | right.is_nan()).then(False).otherwise(COMPARE[node.op](left, right))
+        return PREDICATES[type(node)](self, node)
 
     def value(self, node: ast.Value) -> pl.Expr:
-        if isinstance(node, ast.Number):
-            return pl.lit(node.value, dtype=pl.Float64)
-        if isinstance(node, ast.MetricRef):
-            return pl.col(self.metric_columns[node.name])
-        if isinstance(node, ast.Negative):
-            return -self.value(node.operand)
-        if isinstance(node, ast.BinaryOp):
-            left, right = self.value(node.left), self.value(node.right)
-            if node.op == "/":  # spec: a division by zero makes its comparison false
-                return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
-            return {"+": operator.add, "-": operator.sub, "*": operator.mul}[node.op](left, right)
-        assert isinstance(node, ast.Call)
-        if node.name == "abs":
-            return self.value(node.args[0]).abs()
-        return pl.col(self.call_column(node))
+        return VALUES[type(node)](self, node)
+
+
+def _comparison(c: _ExpressionCompiler, node: ast.Comparison) -> pl.Expr:
+    left, right = c.value(node.left), c.value(node.right)
+    # polars orders NaN above every number; in a rule a NaN (0/0, inf-inf) never holds.
+    return pl.when(left.is_nan() | right.is_nan()).then(False).otherwise(COMPARE[node.op](left, right))
+
+
+def _binary(c: _ExpressionCompiler, node: ast.BinaryOp) -> pl.Expr:
+    left, right = c.value(node.left), c.value(node.right)
+    if node.op == "/":  # spec: a division by zero makes its comparison false
+        return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
+    return ARITHMETIC[node.op](left, right)
+
+
+def _call(c: _ExpressionCompiler, node: ast.Call) -> pl.Expr:
+    if node.name == "abs":
+        return c.value(node.args[0]).abs()
+    return pl.col(c.call_column(node))
+
+
+ARITHMETIC: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul}
+PREDICATES: dict[type, Callable[[_ExpressionCompiler, Any], pl.Expr]] = {
+    ast.And: lambda c, n: pl.all_horizontal(c.predicate(o) for o in n.operands),
+    ast.Or: lambda c, n: pl.any_horizontal(c.predicate(o) for o in n.operands),
+    ast.Not: lambda c, n: ~c.predicate(n.operand),
+    ast.Comparison: _comparison,
+}
+VALUES: dict[type, Callable[[_ExpressionCompiler, Any], pl.Expr]] = {
+    ast.Number: lambda c, n: pl.lit(n.value, dtype=pl.Float64),
+    ast.MetricRef: lambda c, n: pl.col(c.metric_columns[n.name]),
+    ast.Negative: lambda c, n: -c.value(n.operand),
+    ast.BinaryOp: _binary,
+    ast.Call: _call,
+}
+# A window function over its metric's series x (column VALUE), for window W.
+WINDOW_FUNCTIONS: dict[str, Callable[[pl.Expr, int], pl.Expr]] = {
+    "mean": window_mean,
+    "min": lambda x, w: x.rolling_min(w),
+    "max": lambda x, w: x.rolling_max(w),
+    "std": window_std,
+    "sum": window_sum,
+    "delta": lambda x, w: x - x.shift(w),
+    "baseline": lambda x, w: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
+}
 
 
 def window_function(call: ast.Call) -> pl.Expr:
     """A window function over its metric's series x (column VALUE), null where undefined."""
-    x, w = pl.col(VALUE), call.window
-    computed = {
-        "mean": lambda: window_mean(x, w),
-        "min": lambda: x.rolling_min(w),
-        "max": lambda: x.rolling_max(w),
-        "std": lambda: window_std(x, w),
-        "sum": lambda: window_sum(x, w),
-        "delta": lambda: x - x.shift(w),
-        "baseline": lambda: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
-    }[call.name]()
-    first = ast.FUNCTIONS[call.name].first_index(w)
+    computed = WINDOW_FUNCTIONS[call.name](pl.col(VALUE), call.window)
+    first = meaning.FUNCTIONS[call.name].first_index(call.window)
     return pl.when(pl.col(INDEX) >= first).then(computed)
 
 

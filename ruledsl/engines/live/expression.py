@@ -15,14 +15,15 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from ruledsl.lang import ast
+from ruledsl.lang import ast, meaning
 from ruledsl.engines.live.series import Series
 from ruledsl.engines.live.shorthand import COMPARE
 
 SeriesTuple = Sequence[Series]
 ValueFn = Callable[[SeriesTuple], float]
+Holds = Callable[[SeriesTuple], bool]
 NAN = math.nan
 
 
@@ -38,7 +39,7 @@ class FunctionUse:
 class CompiledExpression:
     metrics: tuple[str, ...]  # metric names as written, in source order
     functions: tuple[FunctionUse, ...]
-    holds: Callable[[SeriesTuple], bool]
+    holds: Holds
     value: ValueFn
     capacities: tuple[int, ...]  # values each metric's series must keep
     baselines: tuple[frozenset[int], ...]  # first-W means each metric's series must keep
@@ -56,9 +57,6 @@ def compile_expression(body: ast.Predicate) -> CompiledExpression:
                               tuple(compiler.capacities), tuple(frozenset(b) for b in compiler.baselines))
 
 
-_ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul}
-
-
 class _Compiler:
     def __init__(self, metrics: list[str]):
         self.positions = {name: j for j, name in enumerate(metrics)}
@@ -66,64 +64,85 @@ class _Compiler:
         self.capacities = [1] * len(metrics)
         self.baselines: list[set[int]] = [set() for _ in metrics]
 
-    def predicate(self, node: ast.Predicate) -> Callable[[SeriesTuple], bool]:
-        if isinstance(node, (ast.And, ast.Or)):
-            parts = [self.predicate(o) for o in node.operands]
-            if isinstance(node, ast.And):
-                return lambda s: all([p(s) for p in parts])
-            return lambda s: any([p(s) for p in parts])
-        if isinstance(node, ast.Not):
-            inner = self.predicate(node.operand)
-            return lambda s: not inner(s)
-        if not isinstance(node, ast.Comparison):
-            raise TypeError(f"not a full-expression predicate: {type(node).__name__}")
-        test, left, right = COMPARE[node.op], self.value(node.left), self.value(node.right)
-
-        def compare(s: SeriesTuple) -> bool:
-            a, b = left(s), right(s)
-            return not (a != a or b != b) and test(a, b)  # NaN on either side: false
-        return compare
+    def predicate(self, node: ast.Predicate) -> Holds:
+        return PREDICATES[type(node)](self, node)
 
     def value(self, node: ast.Value) -> ValueFn:
-        if isinstance(node, ast.Number):
-            constant = float(node.value)
-            return lambda s: constant
-        if isinstance(node, ast.MetricRef):
-            j = self.positions[node.name]
-            return lambda s: s[j].last
-        if isinstance(node, ast.Negative):
-            inner = self.value(node.operand)
-            return lambda s: -inner(s)
-        if isinstance(node, ast.BinaryOp):
-            return self._binary(node)
-        if isinstance(node, ast.Call):
-            return self._call(node)
-        raise TypeError(f"not a value: {type(node).__name__}")
+        return VALUES[type(node)](self, node)
 
-    def _binary(self, node: ast.BinaryOp) -> ValueFn:
-        left, right = self.value(node.left), self.value(node.right)
-        if node.op == "/":
-            def divide(s: SeriesTuple) -> float:
-                denominator = right(s)
-                numerator = left(s)
-                return NAN if denominator == 0 else numerator / denominator  # spec: comparison false
-            return divide
-        combine = _ARITHMETIC[node.op]
-        return lambda s: combine(left(s), right(s))
 
-    def _call(self, node: ast.Call) -> ValueFn:
-        if node.name == "abs":
-            inner = self.value(node.args[0])
-            return lambda s: abs(inner(s))
-        j, w = self.positions[node.metric.name], node.window
-        first = ast.FUNCTIONS[node.name].first_index(w)
-        self.functions.append(FunctionUse(j, first))
-        self.capacities[j] = max(self.capacities[j], first + 1)  # values from x_(i-first) to x_i
-        if node.name == "baseline":
-            self.baselines[j].add(w)
-        read = {
-            "mean": lambda s: s[j].mean(w), "sum": lambda s: s[j].sum(w), "std": lambda s: s[j].std(w),
-            "min": lambda s: s[j].minimum(w), "max": lambda s: s[j].maximum(w),
-            "delta": lambda s: s[j].delta(w), "baseline": lambda s: s[j].baseline(w),
-        }
-        return read[node.name]
+def _all(c: _Compiler, node: ast.And) -> Holds:
+    parts = [c.predicate(o) for o in node.operands]
+    return lambda s: all([p(s) for p in parts])  # a list: every part is evaluated, as in the batch engine
+
+
+def _any(c: _Compiler, node: ast.Or) -> Holds:
+    parts = [c.predicate(o) for o in node.operands]
+    return lambda s: any([p(s) for p in parts])
+
+
+def _not(c: _Compiler, node: ast.Not) -> Holds:
+    inner = c.predicate(node.operand)
+    return lambda s: not inner(s)
+
+
+def _comparison(c: _Compiler, node: ast.Comparison) -> Holds:
+    test, left, right = COMPARE[node.op], c.value(node.left), c.value(node.right)
+
+    def compare(s: SeriesTuple) -> bool:
+        a, b = left(s), right(s)
+        return not (a != a or b != b) and test(a, b)  # NaN on either side: false
+    return compare
+
+
+def _number(c: _Compiler, node: ast.Number) -> ValueFn:
+    constant = float(node.value)
+    return lambda s: constant
+
+
+def _metric(c: _Compiler, node: ast.MetricRef) -> ValueFn:
+    j = c.positions[node.name]
+    return lambda s: s[j].last
+
+
+def _negative(c: _Compiler, node: ast.Negative) -> ValueFn:
+    inner = c.value(node.operand)
+    return lambda s: -inner(s)
+
+
+def _binary(c: _Compiler, node: ast.BinaryOp) -> ValueFn:
+    left, right = c.value(node.left), c.value(node.right)
+    if node.op == "/":
+        def divide(s: SeriesTuple) -> float:
+            denominator = right(s)
+            numerator = left(s)
+            return NAN if denominator == 0 else numerator / denominator  # spec: comparison false
+        return divide
+    combine = ARITHMETIC[node.op]
+    return lambda s: combine(left(s), right(s))
+
+
+def _call(c: _Compiler, node: ast.Call) -> ValueFn:
+    if node.name == "abs":
+        inner = c.value(node.args[0])
+        return lambda s: abs(inner(s))
+    j, w = c.positions[node.metric.name], node.window
+    signature = meaning.FUNCTIONS[node.name]
+    c.functions.append(FunctionUse(j, signature.first_index(w)))
+    c.capacities[j] = max(c.capacities[j], signature.keeps(w))
+    if node.name == "baseline":
+        c.baselines[j].add(w)
+    read = WINDOW_FUNCTIONS[node.name]
+    return lambda s: read(s[j], w)
+
+
+ARITHMETIC: dict[str, Callable[[float, float], float]] = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+PREDICATES: dict[type, Callable[[_Compiler, Any], Holds]] = {
+    ast.And: _all, ast.Or: _any, ast.Not: _not, ast.Comparison: _comparison}
+VALUES: dict[type, Callable[[_Compiler, Any], ValueFn]] = {
+    ast.Number: _number, ast.MetricRef: _metric, ast.Negative: _negative, ast.BinaryOp: _binary, ast.Call: _call}
+# A window function read off its metric's series, for window W.
+WINDOW_FUNCTIONS: dict[str, Callable[[Series, int], float]] = {
+    "mean": Series.mean, "sum": Series.sum, "std": Series.std, "min": Series.minimum, "max": Series.maximum,
+    "delta": Series.delta, "baseline": Series.baseline,
+}

@@ -2,9 +2,11 @@
 
 `compile_shorthand(body, window)` walks the checked AST once and returns the
 first series index at which the condition is defined and a function that, at
-such an index, returns (holds, value, baseline) as spec §4 reports them. The
-formulas are the batch engine's (ruledsl/engines/batch/polars_backend.py), written
-with the same operations in the same order so that both give the same bits.
+such an index, returns (holds, value, baseline) as spec §4 reports them. What a
+term reads and reports is its row in ruledsl.lang.meaning.TERMS; this module
+computes each statistic (`STATISTICS`) and each term's condition (`TERM_HOLDS`)
+with the batch engine's operations in the same order (ruledsl/engines/batch/
+polars_backend.py), so that both give the same bits.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-from ruledsl.lang import ast
 from ruledsl.engines.live.series import Series
+from ruledsl.lang import ast, meaning
+from ruledsl.lang.meaning import Statistic
 
 Outcome = tuple[bool, float, "float | None"]  # holds, value, baseline
+Evaluate = Callable[[Series], Outcome]
 
 COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt,
@@ -28,121 +32,114 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 @dataclass(frozen=True)
 class CompiledShorthand:
     defined_from: int  # first series index i with an evaluation
-    evaluate: Callable[[Series], Outcome]
+    evaluate: Evaluate
     raw: bool  # True for `nonfinite`: the series of every row with the key, non-finite included
 
 
 def compile_shorthand(body: ast.Predicate, window: int) -> CompiledShorthand:
     # As the batch engine: only a bare `nonfinite` reads the raw rows (combining it is an error).
-    defined_from, evaluate = _compile(body, window)
-    return CompiledShorthand(defined_from, evaluate, isinstance(body, ast.NonFinite))
-
-
-def _compile(node: ast.Predicate, w: int) -> tuple[int, Callable[[Series], Outcome]]:
-    compiler = _COMPILERS.get(type(node))
-    if compiler is None:
-        raise TypeError(f"not a shorthand term: {type(node).__name__}")
-    return compiler(node, w)
-
-
-def _compare(node: ast.ShorthandCompare, w: int):
-    test, c = COMPARE[node.op], float(node.threshold.value)
-
-    def evaluate(series: Series) -> Outcome:
-        v = series.mean(w)
-        return test(v, c), v, None
-    return w - 1, evaluate
-
-
-def _between(node: ast.Between, w: int):
-    low, high, inside = float(node.low.value), float(node.high.value), node.inside
-
-    def evaluate(series: Series) -> Outcome:
-        v = series.mean(w)
-        holds = (low <= v and v <= high) if inside else (v < low or v > high)
-        return holds, v, None
-    return w - 1, evaluate
-
-
-def _change(node: ast.Change, w: int):
-    fraction = node.percent.value / 100
-    drop = node.direction == "drop"
-
-    def evaluate(series: Series) -> Outcome:
-        v, b = series.mean(w), series.baseline(w)
-        if b == 0:
-            return False, v, b
-        moved = (b - v) if drop else (v - b)
-        return moved / abs(b) >= fraction, v, b
-    return 2 * w - 1, evaluate
-
-
-def _spike(node: ast.Spike, w: int):
-    factor = float(node.factor.value)
-
-    def evaluate(series: Series) -> Outcome:
-        m, x = series.previous_mean(w), series.last
-        return m > 0 and x >= factor * m, x, m
-    return w, evaluate
-
-
-def _flat(node: ast.Flat, w: int):
-    tolerance = float(node.tolerance.value)
-
-    def evaluate(series: Series) -> Outcome:
-        spread = series.spread(w)
-        return spread <= tolerance, spread, None
-    return w - 1, evaluate
-
-
-def _nonfinite(node: ast.NonFinite, w: int):
-    def evaluate(series: Series) -> Outcome:
-        x = series.raw_last
-        return not math.isfinite(x), x, None
-    return 0, evaluate
-
-
-def _logic(node, w: int):
-    """and / or / not: defined where every term is; value and baseline of the first term."""
-    operands = node.operands if isinstance(node, (ast.And, ast.Or)) else (node.operand,)
-    compiled = [_compile(operand, w) for operand in operands]
-    defined_from = max(d for d, _ in compiled)
-    functions = [f for _, f in compiled]
-    first, rest = functions[0], functions[1:]
-
-    if isinstance(node, ast.Not):
-        def evaluate(series: Series) -> Outcome:
-            holds, value, baseline = first(series)
-            return not holds, value, baseline
-    elif isinstance(node, ast.And):
-        def evaluate(series: Series) -> Outcome:
-            holds, value, baseline = first(series)
-            for f in rest:  # every term is evaluated: each must be defined, none may be skipped
-                holds = f(series)[0] and holds
-            return holds, value, baseline
-    else:
-        def evaluate(series: Series) -> Outcome:
-            holds, value, baseline = first(series)
-            for f in rest:
-                holds = f(series)[0] or holds
-            return holds, value, baseline
-    return defined_from, evaluate
-
-
-_COMPILERS = {
-    ast.ShorthandCompare: _compare, ast.Between: _between, ast.Change: _change, ast.Spike: _spike,
-    ast.Flat: _flat, ast.NonFinite: _nonfinite, ast.And: _logic, ast.Or: _logic, ast.Not: _logic,
-}
+    return CompiledShorthand(meaning.first_index(body, window), _compile(body, window),
+                             isinstance(body, ast.NonFinite))
 
 
 def window_needs(body: ast.Predicate, window: int) -> tuple[int, frozenset[int]]:
     """What a shorthand condition needs its series to keep: values, and first-W means."""
-    capacity, baselines = 1, set()
-    for leaf in ast.leaves(body):
-        if isinstance(leaf, ast.Spike):
-            capacity = max(capacity, window + 1)
-        else:
-            capacity = max(capacity, window)
-        if isinstance(leaf, ast.Change):
-            baselines.add(window)
-    return capacity, frozenset(baselines)
+    signatures = [meaning.term(leaf) for leaf in ast.leaves(body)]  # type: ignore[arg-type]
+    capacity = max(s.keeps(window) for s in signatures)
+    first_means = any(Statistic.FIRST_MEAN in s.reads for s in signatures)
+    return capacity, frozenset({window} if first_means else ())
+
+
+def _compile(node: ast.Predicate, w: int) -> Evaluate:
+    if isinstance(node, ast.LOGIC):
+        return LOGIC[type(node)](node, w)
+    signature = meaning.term(node)  # type: ignore[arg-type]
+    reads = [STATISTICS[s] for s in signature.reads]
+    holds = TERM_HOLDS[type(node)](node)
+    value_at = signature.reads.index(signature.value)
+    baseline_at = signature.reads.index(signature.baseline) if signature.baseline else None
+
+    def evaluate(series: Series) -> Outcome:
+        read = [statistic(series, w) for statistic in reads]
+        return holds(*read), read[value_at], (read[baseline_at] if baseline_at is not None else None)
+    return evaluate
+
+
+STATISTICS: dict[Statistic, Callable[[Series, int], float]] = {
+    Statistic.SMOOTHED: lambda s, w: s.mean(w),
+    Statistic.PREVIOUS_MEAN: lambda s, w: s.previous_mean(w),
+    Statistic.SPREAD: lambda s, w: s.spread(w),
+    Statistic.LAST: lambda s, w: s.last,
+    Statistic.RAW: lambda s, w: s.raw_last,
+    Statistic.FIRST_MEAN: lambda s, w: s.baseline(w),
+}
+
+
+# Each term's condition, a function of the statistics it reads in the order of its `reads`.
+def _compare(node: ast.ShorthandCompare) -> Callable[[float], bool]:
+    test, c = COMPARE[node.op], float(node.threshold.value)
+    return lambda v: test(v, c)
+
+
+def _between(node: ast.Between) -> Callable[[float], bool]:
+    low, high = float(node.low.value), float(node.high.value)
+    if node.inside:
+        return lambda v: low <= v and v <= high
+    return lambda v: v < low or v > high
+
+
+def _change(node: ast.Change) -> Callable[[float, float], bool]:
+    fraction, drop = node.percent.value / 100, node.direction == "drop"
+
+    def holds(v: float, b: float) -> bool:
+        if b == 0:
+            return False
+        moved = (b - v) if drop else (v - b)
+        return moved / abs(b) >= fraction
+    return holds
+
+
+def _spike(node: ast.Spike) -> Callable[[float, float], bool]:
+    factor = float(node.factor.value)
+    return lambda x, m: m > 0 and x >= factor * m
+
+
+def _flat(node: ast.Flat) -> Callable[[float], bool]:
+    tolerance = float(node.tolerance.value)
+    return lambda spread: spread <= tolerance
+
+
+def _nonfinite(node: ast.NonFinite) -> Callable[[float], bool]:
+    return lambda raw: not math.isfinite(raw)
+
+
+TERM_HOLDS: dict[type, Callable[[Any], Callable[..., bool]]] = {
+    ast.ShorthandCompare: _compare, ast.Between: _between, ast.Change: _change,
+    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite,
+}
+
+
+def _negate(node: ast.Not, w: int) -> Evaluate:
+    inner = _compile(node.operand, w)
+
+    def evaluate(series: Series) -> Outcome:
+        holds, value, baseline = inner(series)
+        return not holds, value, baseline
+    return evaluate
+
+
+def _combine(node: ast.And | ast.Or, w: int) -> Evaluate:
+    """Value and baseline of the first term (spec §4); every term is evaluated: each must be
+    defined, none may be skipped."""
+    first, *rest = [_compile(operand, w) for operand in node.operands]
+    join = (lambda a, b: a and b) if isinstance(node, ast.And) else (lambda a, b: a or b)
+
+    def evaluate(series: Series) -> Outcome:
+        holds, value, baseline = first(series)
+        for f in rest:
+            holds = join(f(series)[0], holds)
+        return holds, value, baseline
+    return evaluate
+
+
+LOGIC: dict[type, Callable[[Any, int], Evaluate]] = {ast.And: _combine, ast.Or: _combine, ast.Not: _negate}
