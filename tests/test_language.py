@@ -157,7 +157,7 @@ def test_inline_alert_of_the_spec():
     rule = parse_inline_alert("grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed")
     assert rule.trainers == ("grpo",)
     assert rule.metric == "importance_sampling_ratio"
-    assert rule.condition.kind == "shorthand" and rule.condition.source == "< 0.5"
+    assert rule.condition.kind == "shorthand" and rule.condition.text == "< 0.5"
     assert rule.severity == "high" and rule.message.source == "IS ratio collapsed"
     assert rule.window == 1
 
@@ -185,7 +185,29 @@ def test_inline_metric_then_shorthand_combination():
 @pytest.mark.parametrize("shorthand", ["drop(50%)", "range(0.68, 0.71)", "nonfinite", "flat(0.1)"])
 def test_inline_metric_with_a_shorthand_call(shorthand):
     rule = parse_inline_alert(f"sft: loss {shorthand} -> high: m")
-    assert rule.metric == "loss" and rule.condition.source == shorthand
+    assert rule.metric == "loss" and rule.condition.text == shorthand
+
+
+def test_inline_alert_is_parsed_once_its_tree_rewritten_in_place():
+    """The leading `METRIC SHORTHAND` leaf becomes the bare term; every span stays a position in
+    the inline alert (no second parse of a cut-out substring)."""
+    text = "grpo: kl < -0.5 or spike(3x) for 2 steps -> medium: KL"
+    rule = parse_inline_alert(text)
+    body = rule.condition.body
+    assert isinstance(body, ast.Or)
+    first, second = body.operands
+    assert isinstance(first, ast.ShorthandCompare) and first.op == "<" and first.threshold.value == -0.5
+    assert text[first.span.start:first.span.end] == "< -0.5"
+    assert text[first.threshold.span.start:first.threshold.span.end] == "-0.5"
+    assert text[second.span.start:second.span.end] == "spike(3x)"
+    assert rule.condition.source == text and rule.condition.text == "< -0.5 or spike(3x) for 2 steps"
+
+
+def test_an_error_after_the_metric_is_placed_in_the_inline_alert():
+    with pytest.raises(RuleSyntaxError) as caught:
+        parse_inline_alert("dpo: loss range(2, 1) -> high: m")
+    error = caught.value
+    assert (error.line, error.column) == (1, 11) and error.code == "E105"
 
 
 def test_inline_full_expression_when_the_shorthand_reading_does_not_fit():

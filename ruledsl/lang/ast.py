@@ -208,6 +208,12 @@ class Condition:
     def is_shorthand(self) -> bool:
         return self.kind == "shorthand"
 
+    @property
+    def text(self) -> str:
+        """The condition as written (`source` is the text its spans index: for an inline
+        alert, the whole alert)."""
+        return self.source[self.span.start:self.span.end]
+
 
 # ---------------------------------------------------------------- walking
 

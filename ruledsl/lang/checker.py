@@ -9,6 +9,7 @@ offending node.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 
@@ -169,30 +170,59 @@ def check_condition(body: ast.Predicate, sustain: int | None, span: Span, source
     return _Checker(source).condition(body, sustain, span)
 
 
-def shorthand_reading(body: ast.Predicate, condition_span: Span) -> tuple[ast.MetricRef, int] | None:
+def inline_shorthand(body: ast.Predicate, condition_span: Span, source: str
+                     ) -> tuple[ast.MetricRef, ast.Predicate, Span] | None:
     """Spec §6: an inline condition that starts with a metric followed by a shorthand.
 
-    Returns the metric and the offset where the shorthand text starts, when the
-    text reads as `METRIC SHORTHAND` and nothing else in it names a metric; None
-    otherwise (it is then a full expression).
+    When the text reads as `METRIC SHORTHAND …` and nothing else in it names a
+    metric, the metric and the tree rewritten as a shorthand condition (its
+    leading `METRIC SHORTHAND` or `METRIC < c` leaf replaced by the bare term),
+    with the span of the condition after the metric; None otherwise (it is then a
+    full expression). The tree is rewritten, never the text parsed again, so every
+    position stays one in the inline alert.
     """
     terms = ast.leaves(body)
     first, rest = terms[0], terms[1:]
     if first.span.start != condition_span.start:
         return None  # the text starts with '(' or 'not', not with the metric
-    if isinstance(first, ast.AppliedShorthand):
-        metric = first.metric
-    elif (isinstance(first, ast.Comparison) and isinstance(first.left, ast.MetricRef)
-          and _is_number_literal(first.right)):
-        metric = first.left
-    else:
-        return None
     if any(not isinstance(t, ast.SHORTHAND_TERMS) for t in rest):
         return None
-    return metric, metric.span.end
+    if isinstance(first, ast.AppliedShorthand):
+        metric, term = first.metric, first.term
+    elif (isinstance(first, ast.Comparison) and isinstance(first.left, ast.MetricRef)
+          and _is_number_literal(first.right)):
+        metric, term = first.left, _as_shorthand_compare(first, source)
+    else:
+        return None
+    span = _from(term.span.start, condition_span, source)
+    return metric, _with_first_leaf(body, term, source), span
 
 
-def _is_number_literal(node) -> bool:
+def _as_shorthand_compare(comparison: ast.Comparison, source: str) -> ast.ShorthandCompare:
+    """`loss < -0.5` read as the term `< -0.5` (one number, its sign folded in)."""
+    right = comparison.right
+    value = right.value if isinstance(right, ast.Number) else -right.operand.value  # type: ignore[union-attr]
+    unit = right.unit if isinstance(right, ast.Number) else right.operand.unit  # type: ignore[union-attr]
+    threshold = ast.Number(value, right.span, unit)
+    op_start = source.index(comparison.op, comparison.left.span.end)
+    return ast.ShorthandCompare(comparison.op, threshold, _from(op_start, comparison.span, source))
+
+
+def _with_first_leaf(node: ast.Predicate, leaf: ast.Predicate, source: str) -> ast.Predicate:
+    """`node` with its first leaf (reached through leading and/or operands) replaced by `leaf`."""
+    if isinstance(node, (ast.And, ast.Or)):
+        first = _with_first_leaf(node.operands[0], leaf, source)
+        return dataclasses.replace(node, operands=(first, *node.operands[1:]),
+                                   span=_from(first.span.start, node.span, source))
+    return leaf
+
+
+def _from(start: int, span: Span, source: str) -> Span:
+    """`span` cut to begin at offset `start`."""
+    return Span.at(source, start, span.end - start)
+
+
+def _is_number_literal(node: ast.Value) -> bool:
     if isinstance(node, ast.Negative):
         node = node.operand
     return isinstance(node, ast.Number)

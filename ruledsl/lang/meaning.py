@@ -62,7 +62,7 @@ class TermSignature:
     """What one kind of shorthand term means over its rule's series, window W."""
 
     name: str  # as written
-    reads: tuple[Statistic, ...]  # every statistic `holds` compares
+    reads: tuple[Statistic, ...]  # what `holds` compares: the value, then the baseline when there is one
     first_index: Callable[[int], int]  # W → the first series index at which the term is defined
     value: Statistic  # what {value} reports
     baseline: Statistic | None  # what {baseline} reports (None: n/a)

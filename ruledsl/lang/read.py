@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ruledsl.lang import ast
-from ruledsl.lang.checker import check_condition, shorthand_reading
+from ruledsl.lang.checker import check_condition, inline_shorthand
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 from ruledsl.lang.parser import parse_condition_tree, parse_inline_tree
 from ruledsl.lang.templates import Template, parse_template
@@ -31,32 +31,25 @@ class InlineAlert:
 
 
 def read_inline_alert(text: str) -> InlineAlert:
-    """`TRAINERS: CONDITION [for N steps] -> SEVERITY: MESSAGE`, checked."""
+    """`TRAINERS: CONDITION [for N steps] -> SEVERITY: MESSAGE`, parsed once and checked.
+
+    Errors are placed in `text`, and so are the spans of the condition's nodes: its
+    `source` is the whole alert, its `span` the condition (after the metric).
+    """
     tree = parse_inline_tree(text)
     trainers = tuple(dict.fromkeys("all" if t in ("all", "common") else t for t in tree.trainers))
-    reading = shorthand_reading(tree.condition, tree.condition_span)
-    start, end = tree.condition_span.start, tree.condition_span.end
-    metric: str | None = None
+    body, span, metric = tree.condition, tree.condition_span, None
+    reading = inline_shorthand(body, span, text)
     if reading is not None:
-        metric_ref, start = reading
+        metric_ref, body, span = reading
         metric = metric_ref.name
-    condition = _condition_part(text, start, end)
+    condition = check_condition(body, tree.sustain, span, text)
     message_offset = text.rstrip().rfind(tree.message) if tree.message else len(text)
     try:
         message = parse_template(tree.message)
     except RuleSyntaxError as exc:
         raise _moved(exc, text, message_offset) from None
     return InlineAlert(trainers, metric, condition, tree.severity, message)
-
-
-def _condition_part(text: str, start: int, end: int) -> ast.Condition:
-    """Check text[start:end] as a condition of its own, errors placed in `text`."""
-    part = text[start:end]
-    leading = len(part) - len(part.lstrip())
-    try:
-        return parse_condition(part.strip())
-    except RuleSyntaxError as exc:
-        raise _moved(exc, text, start + leading) from None
 
 
 def _moved(exc: RuleSyntaxError, text: str, offset: int) -> RuleSyntaxError:

@@ -20,8 +20,9 @@ class Resolver:
         self.key: str | None = None
         self.step: int | None = None  # the step at which `key` was chosen
 
-    def settled(self, step: int) -> bool:
-        return self.key is not None and self.step != step
+    def settled(self, open_step: int | None) -> bool:
+        """Chosen for good: chosen at a step other than `open_step`, the one whose rows may still come."""
+        return self.key is not None and self.step != open_step
 
     def resolve(self, step: int, row: Mapping[str, float]) -> bool:
         """Choose from the merged row of `step` if still open; True when the choice changed."""

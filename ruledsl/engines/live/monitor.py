@@ -82,7 +82,7 @@ class Monitor:
         self._resolvers: dict[tuple[str, ...], Resolver] = {}
         self._runners = [self._runner(c, j) for j, c in enumerate(self.rule_set)]
         self._series = self._make_series()
-        self._index()
+        self._index(self._step)
 
     # ------------------------------------------------------------ public
 
@@ -164,8 +164,12 @@ class Monitor:
                     baselines.setdefault(key, set()).update(firsts)
         return {key: Series(key, capacity[key], frozenset(baselines[key])) for key in capacity}
 
-    def _index(self) -> None:
-        """Who reads what: key → resolvers still choosing it, key → rules that may read it."""
+    def _index(self, open_step: int | None) -> None:
+        """Who reads what: key → resolvers still choosing it, key → rules that may read it.
+
+        `open_step` is the step whose rows may still change an alias chosen at it (None: every
+        choice made so far is final).
+        """
         self._resolvers_of: dict[str, list[Resolver]] = {}
         self._readers: dict[str, list[RuleRunner]] = {}
         self._readers_of_resolver: dict[int, list[RuleRunner]] = {}
@@ -174,12 +178,12 @@ class Monitor:
                 continue
             for resolver in runner.resolvers:
                 self._readers_of_resolver.setdefault(id(resolver), []).append(runner)
-                keys = (resolver.key,) if resolver.settled(self._step) else resolver.candidates
+                keys = (resolver.key,) if resolver.settled(open_step) else resolver.candidates
                 for key in keys:
                     if runner not in self._readers.setdefault(key, []):
                         self._readers[key].append(runner)
         for resolver in self._resolvers.values():
-            if resolver.key is None or not resolver.settled(self._step):
+            if resolver.key is None or not resolver.settled(open_step):
                 for key in resolver.candidates:
                     self._resolvers_of.setdefault(key, []).append(resolver)
         for key in [k for k in self._series if k not in self._readers]:
@@ -214,18 +218,15 @@ class Monitor:
         except Exception as exc:  # one broken rule must not silence the others
             runner.disabled = True
             self.faults.append(Fault(runner.rule.name, step, f"{type(exc).__name__}: {exc}"))
-            self._index()
+            self._index(self._step)
             return []
 
     def _close_step(self) -> None:
         """The current step is over: aliases chosen at it are final, unchosen keys are dropped."""
         if self._step is None:
             return
-        deciding = any(r.step == self._step for r in self._resolvers.values())
-        closing, self._step = self._step, None
-        if deciding:
-            self._index()
-        self._step = closing
+        if any(r.step == self._step for r in self._resolvers.values()):
+            self._index(open_step=None)
 
     def _skip(self, step: int) -> None:
         self.skipped_rows += 1

@@ -1,16 +1,19 @@
 """One rule run incrementally: its evaluations, `for`, `min_steps` and episodes (spec §3, §4).
 
 A `RuleRunner` is asked to evaluate its rule at a step each time a row of
-that step changes a key it may read. The first time at a step it saves its
-small state (streak, evaluation count, open episode); when a later row of the
-same step changes its inputs it goes back to that state and evaluates again,
-so what it holds is always what the merged rows of the step mean. The events
-of the step are compared with the ones already returned: only a difference is
-reported (withdrawals first).
+that step changes a key it may read. Its small state (`AlertState`, a value)
+is a state machine as in Prometheus' alerting rules: inactive, pending (the
+condition holds, but not yet for `for N steps` or before `min_steps`), firing
+(an open episode). The first time at a step the runner keeps the state it had;
+when a later row of the same step changes its inputs it goes back to that
+state and evaluates again, so what it holds is always what the merged rows
+of the step mean. The events of the step are compared with the ones already
+returned: only a difference is reported (withdrawals first).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 from ruledsl.alerts import AlertRecord, episode_message
@@ -21,16 +24,43 @@ from ruledsl.engines.live.expression import CompiledExpression, compile_expressi
 from ruledsl.engines.live.series import Series
 from ruledsl.engines.live.shorthand import CompiledShorthand, compile_shorthand, window_needs
 
+INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 
+
+@dataclass(frozen=True, slots=True)
 class Episode:
-    __slots__ = ("first_step", "last_step", "n_evals", "value", "metric", "message")
+    """An alert episode so far: consecutive firing evaluations (spec §4)."""
 
-    def __init__(self, first_step, last_step, n_evals, value, metric, message):
-        self.first_step, self.last_step, self.n_evals = first_step, last_step, n_evals
-        self.value, self.metric, self.message = value, metric, message
+    first_step: int
+    last_step: int
+    n_evals: int
+    value: float | None
+    metric: str | None
+    message: str
 
-    def saved(self) -> tuple:
-        return (self.first_step, self.last_step, self.n_evals, self.value, self.metric, self.message)
+    def extended_to(self, step: int) -> Episode:
+        return Episode(self.first_step, step, self.n_evals + 1, self.value, self.metric, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What one rule carries from an evaluation to the next: a value, never changed in place.
+
+    An evaluation that changes it makes a new one, so the state before a step is kept
+    by keeping a reference (no copy on the callback's every on_log), and going back to
+    it is an assignment.
+    """
+
+    streak: int = 0  # consecutive evaluations at which the condition held
+    evaluations: int = 0  # of a full expression: its evaluation index (min_steps)
+    open: Episode | None = None  # the episode firing now
+    closed: int = 0  # how many finished episodes the runner's history holds
+
+    @property
+    def phase(self) -> str:
+        if self.open is not None:
+            return FIRING
+        return PENDING if self.streak else INACTIVE
 
 
 class RuleRunner:
@@ -46,21 +76,17 @@ class RuleRunner:
         self.expression: CompiledExpression | None = None
         if condition.is_shorthand:
             self.shorthand = compile_shorthand(condition.body, self.rule.window)
-            self.resolvers = (resolvers[self.rule.metric],)
+            self.resolvers: tuple[Resolver, ...] = (resolvers[self.rule.metric],)  # type: ignore[index]
         else:
             self.expression = compile_expression(condition.body)
             self.resolvers = tuple(resolvers[name] for name in self.expression.metrics)
-        self._evaluation_at = self._shorthand_at if self.shorthand is not None else self._expression_at
         self.sustain = self.rule.sustain
         self.warm_up = self.rule.min_steps - 1  # the first index that may fire
-        # state
-        self.streak = 0
-        self.evaluations = 0  # of a full expression: its evaluation index (min_steps)
-        self.open: Episode | None = None
+        self.state = AlertState()
         self.closed: list[Episode] = []
-        # the current step: state before it, and the events returned for it
+        # the current step: the state before it, and the events returned for it
         self.touched_step: int | None = None
-        self.before_step: tuple = ()
+        self.before_step = AlertState()
         self.step_events: list[AlertEvent] = []
 
     # ------------------------------------------------------------ what it reads
@@ -70,6 +96,7 @@ class RuleRunner:
         if self.shorthand is not None:
             capacity, baselines = window_needs(self.rule.condition.body, self.rule.window)
             return [(self.resolvers[0], capacity, baselines)]
+        assert self.expression is not None
         e = self.expression
         return list(zip(self.resolvers, e.capacities, e.baselines))
 
@@ -78,19 +105,19 @@ class RuleRunner:
     def run_step(self, step: int, series: Mapping[str, Series]) -> list[AlertEvent]:
         """(Re-)evaluate the rule at `step`; the events this changes."""
         if self.touched_step != step:  # the usual case: the first row of the step that it reads
-            self.touched_step, self.before_step = step, self._save()
+            self.touched_step, self.before_step = step, self.state
             try:
                 events = self.step_events = self._evaluate(step, series)
             except Exception:
                 self._restore(self.before_step)
                 raise
             return events
-        before_call, previous = self._save(), self.step_events
+        last_good, previous = self.state, self.step_events
         self._restore(self.before_step)
         try:
             events = self._evaluate(step, series)
         except Exception:
-            self._restore(before_call)  # leave the state as the last good evaluation made it
+            self._restore(last_good)  # leave the state as the last good evaluation made it
             raise
         self.step_events = events
         if _same_events(previous, events):
@@ -99,74 +126,78 @@ class RuleRunner:
         return withdrawn + events
 
     def _evaluate(self, step: int, series: Mapping[str, Series]) -> list[AlertEvent]:
-        found = self._evaluation_at(step, series)
-        if found is None:
-            return []
-        holds, value, baseline, index, metric = found
-        self.streak = self.streak + 1 if holds else 0
-        fired = self.streak >= self.sustain and index >= self.warm_up
-        if not fired and self.open is None:
-            return []
-        return self._episode(step, fired, value, baseline, metric)
+        if self.shorthand is not None:
+            return self._evaluate_shorthand(step, series, self.shorthand)
+        assert self.expression is not None
+        return self._evaluate_expression(step, series, self.expression)
 
-    def _shorthand_at(self, step: int, series: Mapping[str, Series]):
+    def _evaluate_shorthand(self, step: int, series: Mapping[str, Series], compiled: CompiledShorthand
+                            ) -> list[AlertEvent]:
         key = self.resolvers[0].key
         if key is None:
-            return None
-        s, compiled = series[key], self.shorthand
+            return []
+        s = series[key]
         if compiled.raw:
             if not s.has_row_at(step):
-                return None
+                return []
             index = s.raw_count - 1
         else:
             if not s.has_value_at(step):
-                return None
+                return []
             index = s.count - 1
         if index < compiled.defined_from:
-            return None
+            return []
         holds, value, baseline = compiled.evaluate(s)
-        return holds, value, baseline, index, key
+        state = self.state
+        if not holds and state.streak == 0 and state.open is None:
+            return []  # inactive stays inactive: by far the most common evaluation, nothing to change
+        return self._advance(step, holds, index, value, baseline, key)
 
-    def _expression_at(self, step: int, series: Mapping[str, Series]):
+    def _evaluate_expression(self, step: int, series: Mapping[str, Series], expression: CompiledExpression
+                             ) -> list[AlertEvent]:
         keys = [r.key for r in self.resolvers]
         if None in keys:
-            return None
-        chosen = [series[k] for k in keys]
-        if not all(s.has_value_at(step) for s in chosen) or not self.expression.defined(chosen):
-            return None
-        index = self.evaluations
-        self.evaluations += 1
-        return self.expression.holds(chosen), self.expression.value(chosen), None, index, None
-
-    def _episode(self, step, fired, value, baseline, metric) -> list[AlertEvent]:
-        current = self.open
-        if fired and current is None:
-            message = episode_message(self.compiled, self.trainer, run=self.run, metric=metric, step=step,
-                                      value=value, baseline=baseline)
-            self.open = Episode(step, step, 1, value, metric, message)
-            return [AlertEvent(STARTED, self.record(self.open), self.rule, step)]
-        if fired:
-            current.last_step = step
-            current.n_evals += 1
             return []
-        if current is not None:
-            self.closed.append(current)
-            self.open = None
-            return [AlertEvent(RESOLVED, self.record(current), self.rule, step)]
-        return []
+        chosen = [series[k] for k in keys]  # type: ignore[index]
+        if not all(s.has_value_at(step) for s in chosen) or not expression.defined(chosen):
+            return []
+        return self._advance(step, expression.holds(chosen), self.state.evaluations, expression.value(chosen),
+                             None, None)
 
-    # ------------------------------------------------------------ state
+    def _advance(self, step: int, holds: bool, index: int, value: float | None, baseline: float | None,
+                 metric: str | None) -> list[AlertEvent]:
+        """The state after an evaluation at `step` (index: the series or evaluation index, which
+        min_steps reads), and the event it makes: an episode started or resolved (spec §3, §4)."""
+        state = self.state
+        streak = state.streak + 1 if holds else 0
+        fired = streak >= self.sustain and index >= self.warm_up
+        episode, events = state.open, []
+        if fired and episode is None:
+            episode = self._start(step, value, baseline, metric)
+            events = [AlertEvent(STARTED, self.record(episode), self.rule, step)]
+        elif fired and episode is not None:
+            episode = episode.extended_to(step)
+        elif episode is not None:
+            self.closed.append(episode)
+            events = [AlertEvent(RESOLVED, self.record(episode), self.rule, step)]
+            episode = None
+        evaluations = state.evaluations + (self.expression is not None)
+        self.state = AlertState(streak, evaluations, episode, len(self.closed))
+        return events
 
-    def _save(self) -> tuple:
-        return (self.streak, self.evaluations, self.open.saved() if self.open else None, len(self.closed))
+    def _start(self, step: int, value: float | None, baseline: float | None, metric: str | None) -> Episode:
+        message = episode_message(self.compiled, self.trainer, run=self.run, metric=metric, step=step,
+                                  value=value, baseline=baseline)
+        return Episode(step, step, 1, value, metric, message)
 
-    def _restore(self, saved: tuple) -> None:
-        self.streak, self.evaluations, open_episode, closed = saved
-        self.open = Episode(*open_episode) if open_episode else None
-        del self.closed[closed:]
+    def _restore(self, saved: AlertState) -> None:
+        self.state = saved
+        del self.closed[saved.closed:]
+
+    # ------------------------------------------------------------ what it found
 
     def episodes(self) -> list[Episode]:
-        return self.closed + ([self.open] if self.open else [])
+        return self.closed + ([self.state.open] if self.state.open else [])
 
     def record(self, episode: Episode) -> dict:
         """The spec §4 record, as a dict in the order of ruledsl.alerts.RECORD_FIELDS."""
@@ -178,4 +209,3 @@ class RuleRunner:
 def _same_events(a: list[AlertEvent], b: list[AlertEvent]) -> bool:
     """Equal events, a NaN value equal to itself (repr keeps -0.0 apart from 0.0, as a message does)."""
     return len(a) == len(b) and all(x.kind == y.kind and repr(x.record) == repr(y.record) for x, y in zip(a, b))
-
