@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import polars as pl
 
@@ -65,7 +65,7 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
 
 
 def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
-    found: dict[tuple, _Group] = {}
+    found: dict[tuple[str | None, tuple[str, ...]], _Group] = {}
     for source, choice in zip(sources, choices):
         key = (choice.trainer, choice.candidates)
         if key not in found:
@@ -98,7 +98,7 @@ def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str]) ->
     return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True)
 
 
-def _runs_in(frame: pl.DataFrame) -> list:
+def _runs_in(frame: pl.DataFrame) -> list[Any]:
     """The run ids of a frame, in order; only the first row of each block of rows is hashed."""
     return frame.lazy().select(pl.col(RUN).filter(block_starts()).unique(maintain_order=True)).collect()[RUN].to_list()
 

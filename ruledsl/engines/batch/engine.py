@@ -8,7 +8,7 @@ build the plan and over the final episodes to format their messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import polars as pl
 
@@ -18,6 +18,7 @@ from ruledsl.engines.batch import polars_backend as backend
 from ruledsl.engines.batch.frames import RUN, STEP, VALUE, LogFrame, to_log_frame
 from ruledsl.model.catalog import Catalog
 
+Engine = Literal["in-memory", "auto", "streaming"]  # polars' collect engines this module asks for
 GROUP = "__group"  # which (frame, trainer) pair an episode came from
 # polars' default engine streams where it can; on these plans (window expressions
 # it runs in memory, one branch per series) it uses both cores well on large logs,
@@ -30,7 +31,7 @@ SMALL_LOG_ROWS = 400_000
 
 
 def evaluate(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-             catalog: Catalog | None = None, output: str = "polars", lazy: bool = False):
+             catalog: Catalog | None = None, output: str = "polars", lazy: bool = False) -> Any:
     """Every evaluation of every rule: run, step, rule, fired, value."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
@@ -41,15 +42,15 @@ def evaluate(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | 
     return _deliver(query.collect(engine=collect_engine([log])), output, log)
 
 
-def collect_engine(logs: Sequence[LogFrame]) -> str:
+def collect_engine(logs: Sequence[LogFrame]) -> Engine:
     """polars' engine for the query over these logs: in memory when they are small (known size)."""
     rows = [log.rows for log in logs]
     small = all(r is not None for r in rows) and sum(r for r in rows if r is not None) < SMALL_LOG_ROWS
     return "in-memory" if small else "auto"
 
 
-def _frames(rule_set: RuleSet, log: LogFrame):
-    return backend.rule_frames([(c.rule, dict(c.candidates)) for c in rule_set], log)
+def _frames(rule_set: RuleSet, log: LogFrame) -> list[tuple[pl.LazyFrame, list[backend.RuleColumns]]]:
+    return backend.rule_frames([(c.rule, c.candidates) for c in rule_set], log)
 
 
 def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
@@ -62,7 +63,7 @@ def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
 
 
 def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-          catalog: Catalog | None = None, output: str = "polars", streaming: bool = False):
+          catalog: Catalog | None = None, output: str = "polars", streaming: bool = False) -> Any:
     """One record per alert episode, with exactly the fields of spec §4."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
@@ -115,13 +116,14 @@ def _audit_logs(pairs: list[tuple[LogFrame, RuleSet, Callable[[Any], Any] | None
 
 
 def _record_schema(log: LogFrame | None, renamed: bool = False) -> dict[str, pl.DataType]:
-    run_dtype = log.lazy.collect_schema()[RUN] if log is not None and not renamed else pl.String
-    return {"run": run_dtype, "rule": pl.String, "severity": pl.String, "trainer": pl.String,
-            "metric": pl.String, "first_step": pl.Int64, "last_step": pl.Int64, "n_evals": pl.Int64,
-            "value": pl.Float64, "message": pl.String}
+    """The polars types of the AlertRecord fields (the run's as the log has it, unless renamed)."""
+    run_dtype = log.lazy.collect_schema()[RUN] if log is not None and not renamed else pl.String()
+    text, count = pl.String(), pl.Int64()
+    return {"run": run_dtype, "rule": text, "severity": text, "trainer": text, "metric": text,
+            "first_step": count, "last_step": count, "n_evals": count, "value": pl.Float64(), "message": text}
 
 
-def _record(row: dict[str, Any], run: Any, compiled: CompiledRule, trainer: str | None) -> tuple:
+def _record(row: dict[str, Any], run: Any, compiled: CompiledRule, trainer: str | None) -> tuple[Any, ...]:
     rule = compiled.rule
     metric = row["metric"]
     message = episode_message(compiled, trainer, run=run, metric=metric, step=row["first_step"],
@@ -130,7 +132,7 @@ def _record(row: dict[str, Any], run: Any, compiled: CompiledRule, trainer: str 
                        row["n_evals"], row["value"], message).as_row()
 
 
-def _deliver(result: pl.DataFrame, output: str, log: LogFrame):
+def _deliver(result: pl.DataFrame, output: str, log: LogFrame) -> Any:
     """The result in the kind asked for: "polars", "pandas", or "input" (as the caller's frame)."""
     if output == "input":
         output = "pandas" if log.input_kind == "pandas" else "polars"

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import polars as pl
 
@@ -47,9 +47,8 @@ from ruledsl.model.rule import Rule
 
 FIRED = "fired"
 BASELINE = "baseline"
-COMPARE: dict[str, Callable[[pl.Expr, object], pl.Expr]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt,
-    ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+COMPARE: dict[str, Callable[[pl.Expr, pl.Expr | float], pl.Expr]] = {
+    "<": pl.Expr.lt, "<=": pl.Expr.le, ">": pl.Expr.gt, ">=": pl.Expr.ge, "==": pl.Expr.eq, "!=": pl.Expr.ne,
 }
 
 
@@ -95,10 +94,11 @@ def window_std(x: pl.Expr, window: int) -> pl.Expr:
     if window > EXACT_WINDOW_LIMIT:
         return x.rolling_std(window, ddof=0).over(RUN)
     mean = window_mean(x, window)
-    squares = None
-    for k in range(window - 1, -1, -1):
+    deviation = x.shift(window - 1) - mean
+    squares = deviation * deviation
+    for k in range(window - 2, -1, -1):
         deviation = x.shift(k) - mean
-        squares = deviation * deviation if squares is None else squares + deviation * deviation
+        squares = squares + deviation * deviation
     return true_divide(squares, window).sqrt()
 
 
@@ -441,22 +441,23 @@ def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:
             .drop("__episode"))
 
 
-def rule_frames(rules: list[tuple[Rule, dict[str, tuple[str, ...]]]], log: LogFrame
+def rule_frames(rules: list[tuple[Rule, Mapping[str, tuple[str, ...]]]], log: LogFrame
                 ) -> list[tuple[pl.LazyFrame, list[RuleColumns]]]:
     """Frames holding every rule's columns: one per metric series for shorthand rules,
     one per rule for full expressions. Rules whose metrics never appear are left out."""
-    shorthand_groups: dict[tuple, list[Rule]] = {}
+    shorthand_groups: dict[tuple[tuple[str, ...], bool], list[Rule]] = {}
     frames = []
     for rule, candidates in rules:
         if rule.condition.is_shorthand:
             nonfinite = isinstance(rule.condition.body, ast.NonFinite)
-            shorthand_groups.setdefault((candidates[rule.metric], nonfinite), []).append(rule)
+            shorthand_groups.setdefault((candidates[rule.metrics[0]], nonfinite), []).append(rule)
             continue
-        series = {name: log.series(candidates[name]) for name in rule.metrics}
-        if all(frame is not None for frame in series.values()):
+        found = {name: log.series(candidates[name]) for name in rule.metrics}
+        series = {name: frame for name, frame in found.items() if frame is not None}
+        if len(series) == len(found):
             frames.append(expression_frame(rule, series))
     for (keys, nonfinite), group in shorthand_groups.items():
-        series = log.series(keys, keep_nonfinite=nonfinite)
-        if series is not None:
-            frames.append(shorthand_frame(group, series))
+        shared = log.series(keys, keep_nonfinite=nonfinite)
+        if shared is not None:
+            frames.append(shorthand_frame(group, shared))
     return frames

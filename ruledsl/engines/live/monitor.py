@@ -141,7 +141,7 @@ class Monitor:
         self._close_step()
         return []
 
-    def episodes(self) -> list[dict]:
+    def episodes(self) -> list[dict[str, Any]]:
         """Every episode so far, closed and open, as `ruledsl.audit` records (same order)."""
         records = [runner.record(e) for runner in self._runners for e in runner.episodes()]
         return sorted(records, key=lambda r: (r["first_step"], r["rule"]))
@@ -178,8 +178,8 @@ class Monitor:
                 continue
             for resolver in runner.resolvers:
                 self._readers_of_resolver.setdefault(id(resolver), []).append(runner)
-                keys = (resolver.key,) if resolver.settled(open_step) else resolver.candidates
-                for key in keys:
+                chosen = resolver.key if resolver.settled(open_step) else None
+                for key in (chosen,) if chosen is not None else resolver.candidates:
                     if runner not in self._readers.setdefault(key, []):
                         self._readers[key].append(runner)
         for resolver in self._resolvers.values():
@@ -238,7 +238,7 @@ class Monitor:
 def _as_step(step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, numbers.Real) or not float(step).is_integer():
         raise TypeError(f"a step must be a whole number, not {step!r}")
-    return int(step)
+    return int(float(step))
 
 
 def _as_value(raw: Any) -> float | None:

@@ -14,7 +14,7 @@ returned: only a difference is reported (withdrawals first).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from ruledsl.alerts import AlertRecord, episode_message
 from ruledsl.compile import CompiledRule
@@ -199,7 +199,7 @@ class RuleRunner:
     def episodes(self) -> list[Episode]:
         return self.closed + ([self.state.open] if self.state.open else [])
 
-    def record(self, episode: Episode) -> dict:
+    def record(self, episode: Episode) -> dict[str, Any]:
         """The spec §4 record, as a dict in the order of ruledsl.alerts.RECORD_FIELDS."""
         rule = self.rule
         return AlertRecord(self.run, rule.name, rule.severity, self.trainer, episode.metric, episode.first_step,

@@ -37,7 +37,7 @@ class Series:
         self.appended = False  # whether that value was finite (appended to `values`)
         self._baseline_windows = baseline_windows
         self._baselines: dict[int, float] = {}  # W -> mean of the first W finite values
-        self._cache: dict[tuple, float] = {}  # statistics of the current index, shared by rules
+        self._cache: dict[object, float] = {}  # statistics of the current index, shared by rules
 
     # ------------------------------------------------------------ feeding
 

@@ -139,7 +139,7 @@ def _combine(node: ast.And | ast.Or, w: int) -> Evaluate:
     """Value and baseline of the first term (spec §4); every term is evaluated: each must be
     defined, none may be skipped."""
     first, *rest = [_compile(operand, w) for operand in node.operands]
-    join = (lambda a, b: a and b) if isinstance(node, ast.And) else (lambda a, b: a or b)
+    join: Callable[[bool, bool], bool] = (lambda a, b: a and b) if isinstance(node, ast.And) else (lambda a, b: a or b)
 
     def evaluate(series: Series) -> Outcome:
         holds, value, baseline = first(series)
