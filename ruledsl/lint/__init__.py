@@ -8,13 +8,13 @@ problems of another.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
+from ruledsl.lint.checks import CHECKS, LintContext, LoadedRule
 from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.loader import FileProblem, RuleFile, builtin_rules_dir, discover, duplicate_name, read_rule_file
-from ruledsl.lint.checks import CHECKS, LintContext
 
 
 @dataclass
@@ -38,9 +38,10 @@ def lint(paths: Iterable[Path | str], *, catalog: Catalog | None = None, against
     report = LintReport(files=[read_rule_file(path) for path in discover(paths)])
     for rule_file in report.files:
         report.problems.extend(rule_file.problems)
-        if rule_file.rule is not None:
+        loaded = LoadedRule.of(rule_file)
+        if loaded is not None:
             for run_check in CHECKS:
-                report.problems.extend(rule_file.problem_at(d) for d in run_check(rule_file, context))
+                report.problems.extend(rule_file.problem_at(d) for d in run_check(loaded, context))
     report.problems.extend(_duplicate_names(report.files, against_builtin))
     report.problems.sort(key=_order)
     return report

@@ -16,7 +16,8 @@ from ruledsl.model.catalog import ANY_TRAINER, Catalog
 from ruledsl.lang.meaning import threshold_of
 from ruledsl.lang.errors import Diagnostic, Span
 from ruledsl.model.loader import RuleFile
-from ruledsl.model.rule import TRAINER_SYNONYMS
+from ruledsl.model.rule import TRAINER_SYNONYMS, Rule
+from ruledsl.model.yaml_source import YamlDocument
 from ruledsl.authoring.rule_tests import run_rule_tests
 
 
@@ -26,7 +27,21 @@ class LintContext:
     run_tests: bool = True
 
 
-Check = Callable[[RuleFile, LintContext], Iterator[Diagnostic]]
+@dataclass(frozen=True)
+class LoadedRule:
+    """A rule file that loaded cleanly: what every check reads."""
+
+    document: YamlDocument
+    rule: Rule
+
+    @classmethod
+    def of(cls, rule_file: RuleFile) -> LoadedRule | None:
+        if rule_file.document is None or rule_file.rule is None:
+            return None
+        return cls(rule_file.document, rule_file.rule)
+
+
+Check = Callable[[LoadedRule, LintContext], Iterator[Diagnostic]]
 CHECKS: list[Check] = []
 
 
@@ -35,12 +50,12 @@ def check(function: Check) -> Check:
     return function
 
 
-def _in_condition(rule_file: RuleFile, span: Span) -> Span:
+def _in_condition(rule_file: LoadedRule, span: Span) -> Span:
     return rule_file.document.span_in_string(("condition",), span)
 
 
 @check
-def unknown_trainers(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def unknown_trainers(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     written = rule_file.document.data.get("trainers") or []
     known = context.catalog.trainer_ids
     for index, trainer in enumerate(written if isinstance(written, list) else [written]):
@@ -53,7 +68,7 @@ def unknown_trainers(rule_file: RuleFile, context: LintContext) -> Iterator[Diag
 
 
 @check
-def unknown_metrics(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def unknown_metrics(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     rule = rule_file.rule
     trainers = [] if rule.applies_to_all else list(rule.trainers)
     for name, span in _metric_places(rule_file):
@@ -68,10 +83,11 @@ def unknown_metrics(rule_file: RuleFile, context: LintContext) -> Iterator[Diagn
                          span, hint=hint, severity="warning", field="metric")
 
 
-def _metric_places(rule_file: RuleFile) -> Iterator[tuple[str, Span]]:
+def _metric_places(rule_file: LoadedRule) -> Iterator[tuple[str, Span]]:
     rule = rule_file.rule
     if rule.condition.is_shorthand:
-        yield rule.metric, rule_file.document.span_of(("metric",))
+        if rule.metric is not None:  # the rule model requires one
+            yield rule.metric, rule_file.document.span_of(("metric",))
         return
     seen = set()
     for node in ast.walk(rule.condition.body):
@@ -81,7 +97,7 @@ def _metric_places(rule_file: RuleFile) -> Iterator[tuple[str, Span]]:
 
 
 @check
-def exact_comparisons(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def exact_comparisons(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     for node in ast.walk(rule_file.rule.condition.body):
         if isinstance(node, (ast.Comparison, ast.ShorthandCompare)) and node.op in ("==", "!="):
             yield Diagnostic("W002", f"'{node.op}' compares a floating-point value exactly",
@@ -90,7 +106,7 @@ def exact_comparisons(rule_file: RuleFile, context: LintContext) -> Iterator[Dia
 
 
 @check
-def ineffective_min_steps(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def ineffective_min_steps(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     rule = rule_file.rule
     needed = values_needed(rule.condition, rule.window) + rule.sustain - 1
     if 0 < rule.min_steps <= needed:
@@ -108,7 +124,7 @@ def values_needed(condition: ast.Condition, window: int) -> int:
 
 
 @check
-def ignored_window(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def ignored_window(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     if not rule_file.rule.condition.is_shorthand and "window" in rule_file.document.data:
         yield Diagnostic("W004", "`window` is ignored: the condition is a full expression",
                          rule_file.document.span_of(("window",)), severity="warning", field="window",
@@ -116,7 +132,7 @@ def ignored_window(rule_file: RuleFile, context: LintContext) -> Iterator[Diagno
 
 
 @check
-def fields_rendering_na(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def fields_rendering_na(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     rule = rule_file.rule
     for field_ref in rule.message.parts:
         if isinstance(field_ref, str):
@@ -141,7 +157,7 @@ def _why_na(name: str, condition: ast.Condition) -> str | None:
 
 
 @check
-def failing_tests(rule_file: RuleFile, context: LintContext) -> Iterator[Diagnostic]:
+def failing_tests(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     if not context.run_tests:
         return
     for result in run_rule_tests(rule_file.rule, context.catalog):
