@@ -12,8 +12,8 @@ Two kinds of condition exist (spec §3):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Union
 
 from ruledsl.lang.errors import Span
 
@@ -35,15 +35,15 @@ class MetricRef:
 
 @dataclass(frozen=True)
 class Negative:
-    operand: "Value"
+    operand: Value
     span: Span
 
 
 @dataclass(frozen=True)
 class BinaryOp:
     op: str  # one of + - * /
-    left: "Value"
-    right: "Value"
+    left: Value
+    right: Value
     span: Span
 
 
@@ -52,7 +52,7 @@ class Call:
     """`mean(m, W)`, `delta(m, k)`, `abs(e)`, …: checked against ruledsl.lang.meaning.FUNCTIONS."""
 
     name: str
-    args: tuple["Value", ...]
+    args: tuple[Value, ...]
     span: Span
 
     @property
@@ -67,7 +67,7 @@ class Call:
         return int(self.args[1].value)
 
 
-Value = Union[Number, MetricRef, Negative, BinaryOp, Call]
+Value = Number | MetricRef | Negative | BinaryOp | Call
 
 
 # ---------------------------------------------------------------- comparisons
@@ -139,7 +139,7 @@ class NonFinite:
     span: Span
 
 
-ShorthandTerm = Union[ShorthandCompare, Between, Change, Spike, Flat, NonFinite]
+ShorthandTerm = ShorthandCompare | Between | Change | Spike | Flat | NonFinite
 
 
 @dataclass(frozen=True)
@@ -160,24 +160,24 @@ class AppliedShorthand:
 
 @dataclass(frozen=True)
 class And:
-    operands: tuple["Predicate", ...]
+    operands: tuple[Predicate, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Or:
-    operands: tuple["Predicate", ...]
+    operands: tuple[Predicate, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class Not:
-    operand: "Predicate"
+    operand: Predicate
     span: Span
 
 
-Predicate = Union[And, Or, Not, Comparison, ShorthandTerm, AppliedShorthand]
-Node = Union[Predicate, Value]
+Predicate = And | Or | Not | Comparison | ShorthandTerm | AppliedShorthand
+Node = Predicate | Value
 
 SHORTHAND_TERMS = (ShorthandCompare, Between, Change, Spike, Flat, NonFinite)
 LOGIC = (And, Or, Not)

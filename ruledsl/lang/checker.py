@@ -21,7 +21,7 @@ class _Checker:
     def __init__(self, source: str):
         self.source = source
 
-    def fail(self, node_or_span, code: str, message: str, hint: str | None = None) -> RuleSyntaxError:
+    def fail(self, node_or_span: ast.Node | Span, code: str, message: str, hint: str | None = None) -> RuleSyntaxError:
         span = node_or_span if isinstance(node_or_span, Span) else node_or_span.span
         return RuleSyntaxError(Diagnostic(code, message, span, hint), self.source)
 
@@ -58,7 +58,7 @@ class _Checker:
 
     # ------------------------------------------------------------ predicates
 
-    def predicate(self, node) -> None:
+    def predicate(self, node: ast.Node) -> None:
         if isinstance(node, (ast.And, ast.Or)):
             for operand in node.operands:
                 self.predicate(operand)
@@ -77,7 +77,7 @@ class _Checker:
 
     # ------------------------------------------------------------ shorthand terms
 
-    def shorthand(self, term) -> None:
+    def shorthand(self, term: ast.ShorthandTerm) -> None:
         if isinstance(term, ast.ShorthandCompare):
             self.plain_number(term.threshold)
         elif isinstance(term, ast.Between):
@@ -121,7 +121,7 @@ class _Checker:
 
     # ------------------------------------------------------------ values
 
-    def value(self, node) -> None:
+    def value(self, node: ast.Node) -> None:
         if isinstance(node, ast.Number):
             self.plain_number(node)
         elif isinstance(node, ast.MetricRef):

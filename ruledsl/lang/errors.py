@@ -23,7 +23,7 @@ class Span:
     end: int
 
     @classmethod
-    def at(cls, text: str, offset: int, length: int = 1) -> "Span":
+    def at(cls, text: str, offset: int, length: int = 1) -> Span:
         """The span of `length` characters of `text` starting at `offset`."""
         offset = max(0, min(offset, len(text)))
         end = min(len(text), offset + max(length, 0))
@@ -106,9 +106,9 @@ class RuleSyntaxError(ValueError):
         return self.source[self.span.start : self.span.end]
 
     def _render(self) -> str:
-        d = self.diagnostic
-        text = f"line {d.span.line}, column {d.span.column}: {d.message}\n"
-        text += render_snippet(self.source, d.span)
+        d, span = self.diagnostic, self.span
+        text = f"line {span.line}, column {span.column}: {d.message}\n"
+        text += render_snippet(self.source, span)
         if d.hint:
             text += f"\n  hint: {d.hint}"
         return text

@@ -14,8 +14,9 @@ type or a statistic is missing from any of them.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import cast
 
 from ruledsl.lang import ast
 
@@ -73,23 +74,24 @@ class TermSignature:
         return max(s.keeps(window) for s in self.reads)
 
 
+# Each row's `threshold` is called only with its key's node type (see `term`), hence the casts.
 TERMS: dict[type, TermSignature] = {
     ast.ShorthandCompare: TermSignature(
         "< c", (Statistic.SMOOTHED,), lambda w: w - 1, Statistic.SMOOTHED, None,
-        lambda t: t.threshold.value),  # type: ignore[union-attr]
+        lambda t: cast(ast.ShorthandCompare, t).threshold.value),
     ast.Between: TermSignature(
         "range/outside", (Statistic.SMOOTHED,), lambda w: w - 1, Statistic.SMOOTHED, None,
-        lambda t: t.low.value),  # type: ignore[union-attr]
+        lambda t: cast(ast.Between, t).low.value),
     # B is v at index W-1; the term waits for a second, disjoint window of values
     ast.Change: TermSignature(
         "drop/rise", (Statistic.SMOOTHED, Statistic.FIRST_MEAN), lambda w: 2 * w - 1, Statistic.SMOOTHED,
-        Statistic.FIRST_MEAN, lambda t: t.percent.value),  # type: ignore[union-attr]
+        Statistic.FIRST_MEAN, lambda t: cast(ast.Change, t).percent.value),
     ast.Spike: TermSignature(
         "spike", (Statistic.LAST, Statistic.PREVIOUS_MEAN), lambda w: w, Statistic.LAST,
-        Statistic.PREVIOUS_MEAN, lambda t: t.factor.value),  # type: ignore[union-attr]
+        Statistic.PREVIOUS_MEAN, lambda t: cast(ast.Spike, t).factor.value),
     ast.Flat: TermSignature(
         "flat", (Statistic.SPREAD,), lambda w: w - 1, Statistic.SPREAD, None,
-        lambda t: t.tolerance.value),  # type: ignore[union-attr]
+        lambda t: cast(ast.Flat, t).tolerance.value),
     ast.NonFinite: TermSignature(
         "nonfinite", (Statistic.RAW,), lambda w: 0, Statistic.RAW, None, lambda t: None),
 }

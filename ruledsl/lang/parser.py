@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.tree import Meta
 
 from ruledsl.lang import ast
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
@@ -56,8 +58,10 @@ def parse_condition_tree(text: str) -> tuple[ast.Predicate, int | None, Span]:
 
 def parse_inline_tree(text: str) -> InlineAlertTree:
     tree = _parse(text, "inline_alert")
-    trainers_tree, condition_tree, _arrow, severity, message = tree.children
-    predicate, sustain, span = _condition_parts(condition_tree, text)
+    # `inline_alert: trainer_list ":" condition ARROW SEVERITY ":" MESSAGE`: the first two are trees
+    trainers_branch, condition_branch, _arrow, severity, message = tree.children
+    trainers_tree = cast("Tree[Token]", trainers_branch)
+    predicate, sustain, span = _condition_parts(cast("Tree[Token]", condition_branch), text)
     if trainers_tree.data == "any_trainer":
         trainers: tuple[str, ...] = ("all",)
     else:
@@ -65,18 +69,22 @@ def parse_inline_tree(text: str) -> InlineAlertTree:
     return InlineAlertTree(trainers, predicate, sustain, span, str(severity), str(message).rstrip())
 
 
-def _condition_parts(tree: Tree, text: str) -> tuple[ast.Predicate, int | None, Span]:
-    body_tree = tree.children[0]
+def _condition_parts(tree: Tree[Token], text: str) -> tuple[ast.Predicate, int | None, Span]:
+    # `condition: disjunction sustain?`: every rule under `disjunction` builds a tree, as does `sustain`
+    body_tree = cast("Tree[Token]", tree.children[0])
     _check_depth(body_tree, text)
     body = _ToAst(text).transform(body_tree)
-    sustain = int(tree.children[1].children[1]) if len(tree.children) > 1 else None
+    sustain: int | None = None
+    if len(tree.children) > 1:
+        sustain_tree = cast("Tree[Token]", tree.children[1])  # `sustain: FOR INT STEPS`
+        sustain = int(cast(Token, sustain_tree.children[1]))
     return body, sustain, _tree_span(tree, text)
 
 
 # ---------------------------------------------------------------- reading text
 
 
-def _parse(text: str, start: str) -> Tree:
+def _parse(text: str, start: str) -> Tree[Token]:
     what = "condition" if start == "condition" else "inline alert"
     if not isinstance(text, str):
         raise TypeError(f"a {what} must be a string, not {type(text).__name__}")
@@ -177,7 +185,8 @@ def _syntax_error(text: str, exc: UnexpectedInput, what: str) -> RuleSyntaxError
         length = max(1, len(found))
     elif isinstance(exc, UnexpectedCharacters):
         terminals = set(exc.allowed or ())
-        offset = exc.pos_in_stream
+        # lark declares `pos_in_stream = None` on UnexpectedInput; UnexpectedCharacters sets the offset
+        offset = cast(int, exc.pos_in_stream)
         at_end = False
         found = text[offset]
         length = 1
@@ -231,9 +240,9 @@ def _hint_for(found: str, previous: str) -> str | None:
 # ---------------------------------------------------------------- depth guard
 
 
-def _check_depth(tree: Tree, text: str) -> None:
+def _check_depth(tree: Tree[Token], text: str) -> None:
     """Refuse trees nested deeper than MAX_DEPTH before anything recurses over them."""
-    stack: list[tuple[Tree | Token, int]] = [(tree, 1)]
+    stack: list[tuple[Tree[Token] | Token, int]] = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if not isinstance(node, Tree):
@@ -250,8 +259,11 @@ def _check_depth(tree: Tree, text: str) -> None:
 # ---------------------------------------------------------------- tree → ast
 
 
-def _tree_span(node: Tree | Token, text: str) -> Span:
+def _tree_span(node: Tree[Token] | Token, text: str) -> Span:
     if isinstance(node, Token):
+        # lark types a token's positions Optional (a token made by hand has none); the lexer sets them all
+        assert node.line is not None and node.column is not None and node.end_line is not None
+        assert node.end_column is not None and node.start_pos is not None and node.end_pos is not None
         return Span(node.line, node.column, node.end_line, node.end_column,
                     node.start_pos, node.end_pos)
     meta = node.meta
@@ -262,101 +274,101 @@ def _tree_span(node: Tree | Token, text: str) -> Span:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer[Token, ast.Predicate]):  # the root: a predicate, or a bare value the checker refuses
     """Builds ruledsl.ast nodes from Lark's parse tree (positions included)."""
 
     def __init__(self, text: str):
         super().__init__()
         self._text = text
 
-    def _span(self, meta) -> Span:
+    def _span(self, meta: Meta) -> Span:
         return Span(meta.line, meta.column, meta.end_line, meta.end_column,
                     meta.start_pos, meta.end_pos)
 
     # logic
-    def disjunction(self, meta, operands):
+    def disjunction(self, meta: Meta, operands: list[ast.Predicate]) -> ast.Or:
         return ast.Or(tuple(operands), self._span(meta))
 
-    def conjunction(self, meta, operands):
+    def conjunction(self, meta: Meta, operands: list[ast.Predicate]) -> ast.And:
         return ast.And(tuple(operands), self._span(meta))
 
-    def negation(self, meta, children):
+    def negation(self, meta: Meta, children: list[Any]) -> ast.Not:
         _keyword, operand = children
         return ast.Not(operand, self._span(meta))
 
     # comparisons
-    def compare(self, meta, children):
+    def compare(self, meta: Meta, children: list[Any]) -> ast.Comparison:
         left, op, right = children
         return ast.Comparison(str(op), left, right, self._span(meta))
 
-    def applied_shorthand(self, meta, children):
+    def applied_shorthand(self, meta: Meta, children: list[Any]) -> ast.AppliedShorthand:
         metric, term = children
         return ast.AppliedShorthand(metric, term, self._span(meta))
 
     # shorthand terms
-    def shorthand_number(self, meta, children):
+    def shorthand_number(self, meta: Meta, children: list[Token]) -> ast.Number:
         sign = -1.0 if children[0].type == "MINUS" else 1.0
         digits = [c for c in children if c.type == "NUMBER"][0]
         unit = next((str(c) for c in children if c.type == "UNIT"), None)
         return ast.Number(sign * float(digits), self._span(meta), unit)
 
-    def shorthand_compare(self, meta, children):
+    def shorthand_compare(self, meta: Meta, children: list[Any]) -> ast.ShorthandCompare:
         op, number = children
         return ast.ShorthandCompare(str(op), number, self._span(meta))
 
-    def range(self, meta, children):
+    def range(self, meta: Meta, children: list[Any]) -> ast.Between:
         _keyword, low, high = children
         return ast.Between(low, high, True, self._span(meta))
 
-    def outside(self, meta, children):
+    def outside(self, meta: Meta, children: list[Any]) -> ast.Between:
         _keyword, low, high = children
         return ast.Between(low, high, False, self._span(meta))
 
-    def drop(self, meta, children):
+    def drop(self, meta: Meta, children: list[Any]) -> ast.Change:
         return ast.Change("drop", children[1], self._span(meta))
 
-    def rise(self, meta, children):
+    def rise(self, meta: Meta, children: list[Any]) -> ast.Change:
         return ast.Change("rise", children[1], self._span(meta))
 
-    def spike(self, meta, children):
+    def spike(self, meta: Meta, children: list[Any]) -> ast.Spike:
         return ast.Spike(children[1], self._span(meta))
 
-    def flat(self, meta, children):
+    def flat(self, meta: Meta, children: list[Any]) -> ast.Flat:
         return ast.Flat(children[1], self._span(meta))
 
-    def nonfinite(self, meta, children):
+    def nonfinite(self, meta: Meta, children: list[Token]) -> ast.NonFinite:
         return ast.NonFinite(self._span(meta))
 
     # arithmetic
-    def sum(self, meta, children):
+    def sum(self, meta: Meta, children: list[Any]) -> ast.Value:
         return self._fold(children)
 
-    def product(self, meta, children):
+    def product(self, meta: Meta, children: list[Any]) -> ast.Value:
         return self._fold(children)
 
-    def _fold(self, children):
+    def _fold(self, children: list[Any]) -> ast.Value:
         """`a - b + c` arrives flat; fold it left to right without recursion."""
-        result = children[0]
+        result: ast.Value = children[0]
         for op, right in zip(children[1::2], children[2::2]):
             span = Span(result.span.line, result.span.column, right.span.end_line,
                         right.span.end_column, result.span.start, right.span.end)
             result = ast.BinaryOp(str(op), result, right, span)
         return result
 
-    def negative(self, meta, children):
+    def negative(self, meta: Meta, children: list[Any]) -> ast.Negative:
         _minus, operand = children
         return ast.Negative(operand, self._span(meta))
 
-    def number(self, meta, children):
+    def number(self, meta: Meta, children: list[Token]) -> ast.Number:
         unit = str(children[1]) if len(children) > 1 else None
         return ast.Number(float(children[0]), self._span(meta), unit)
 
-    def metric(self, meta, children):
+    def metric(self, meta: Meta, children: list[Token]) -> ast.MetricRef:
         return ast.MetricRef(str(children[0]), self._span(meta))
 
-    def quoted_metric(self, meta, children):
+    def quoted_metric(self, meta: Meta, children: list[Token]) -> ast.MetricRef:
         return ast.MetricRef(str(children[0])[1:-1], self._span(meta))
 
-    def call(self, meta, children):
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
         name, *args = children
         return ast.Call(str(name), tuple(args), self._span(meta))

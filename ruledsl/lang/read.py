@@ -54,6 +54,6 @@ def read_inline_alert(text: str) -> InlineAlert:
 
 def _moved(exc: RuleSyntaxError, text: str, offset: int) -> RuleSyntaxError:
     """The same error, positioned in the whole inline alert."""
-    d = exc.diagnostic
-    span = Span.at(text, offset + d.span.start, d.span.end - d.span.start)
+    d, moved = exc.diagnostic, exc.span
+    span = Span.at(text, offset + moved.start, moved.end - moved.start)
     return RuleSyntaxError(Diagnostic(d.code, d.message, span, d.hint), text, exc.expected)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 
@@ -82,7 +82,7 @@ def parse_template(source: str) -> Template:
     return Template(source, tuple(parts))
 
 
-def _field(source: str, match: re.Match) -> FieldRef:
+def _field(source: str, match: re.Match[str]) -> FieldRef:
     body = match.group(1)
     span = Span.at(source, match.start(), match.end() - match.start())
     name, _, spec = body.partition(":")
