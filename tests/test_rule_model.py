@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from ruledsl import Rule, RuleSyntaxError, RuleValidationError
+from ruledsl.lang.errors import Diagnostic
 from ruledsl.lang.templates import parse_template
 
 BASE = {"name": "is_ratio_low", "trainers": ["grpo", "ppo"], "metric": "importance_sampling_ratio",
@@ -75,6 +76,59 @@ def test_unquoted_yaml_number_condition_gets_a_hint():
 def test_booleans_are_not_integers():
     with pytest.raises(RuleValidationError, match="whole number"):
         Rule.from_dict(BASE | {"window": True})
+
+
+def test_a_whole_float_is_a_whole_number():
+    """JSON Schema's integer takes 20.0 as 20, and so does the model (tests/test_rule_contract.py)."""
+    rule = Rule.from_dict(BASE | {"window": 20.0, "min_steps": 0.0})
+    assert (rule.window, rule.min_steps) == (20, 0) and type(rule.window) is int
+
+
+def only_problem(mapping) -> Diagnostic:
+    with pytest.raises(RuleValidationError) as info:
+        Rule.from_dict(mapping)
+    assert len(info.value.diagnostics) == 1, info.value.diagnostics
+    return info.value.diagnostics[0]
+
+
+@pytest.mark.parametrize("change, code, words, hint", [
+    ({"trainers": "*"}, "E301", "must be a list of trainer ids, got the string '*'", "trainers: [all]"),
+    ({"trainers": "dpo"}, "E301", "must be a list of trainer ids", "trainers: [dpo]"),
+    ({"trainers": ["grpo", "*"]}, "E301", "trainers[1]: '*' is not a trainer id", "`all`"),
+    ({"trainers": ["DPO"]}, "E301", "'DPO' is not a trainer id", "lower case, without spaces: dpo"),
+    ({"trainers": []}, "E301", "non-empty list", "[all]"),
+    ({"tags": "a"}, "E301", "'tags' must be a list of strings, got the string 'a'", "tags: [a]"),
+    ({"tags": ["a", 3]}, "E301", "tags[1] must be a string, got 3", 'quote it in YAML: "3"'),
+    ({"severity": "HIGH"}, "E301", "must be one of low, medium, high, critical, got 'HIGH'", "severity: high"),
+    ({"name": None}, "E301", "'name' has no value (null)", "the field is required"),
+    ({"description": None}, "E301", "'description' has no value (null)", "or remove the line"),
+    ({"metric": "  "}, "E301", "'metric' is blank", "write the text"),
+    ({"condition": " "}, "E301", "'condition' is blank", 'condition: "< 0.5"'),
+    ({"name": 12}, "E301", "'name' must be a string, got 12", 'quote it in YAML, e.g. name: "12"'),
+    ({"window": "20"}, "E304", "'window' must be a whole number, got '20'", "without quotes: window: 20"),
+    ({"window": 1.5}, "E304", "'window' must be a whole number, got 1.5", "window: 2"),
+    ({"enabled": "yes"}, "E301", "'enabled' must be true or false, got 'yes'", "without quotes"),
+    ({"reference": 3}, "E301", "'reference' must be a string or a list of strings, got 3", None),
+])
+def test_a_wrong_field_is_named_with_a_hint(change, code, words, hint):
+    problem = only_problem(BASE | change)
+    assert (problem.code, problem.field) == (code, next(iter(change)))
+    assert words in problem.message
+    assert (problem.hint is None) if hint is None else (hint in problem.hint), problem.hint
+
+
+@pytest.mark.parametrize("tests, words", [
+    ([{"expect": []}], "tests[0]: the required field 'series' is missing"),
+    ([{"series": {}, "expect": []}, {"series": {"m": [True]}, "expect": []}],
+     "tests[1].series.m[0] must be a number, 'nan', 'inf', '-inf' or null, got True"),
+    ([{"series": {}, "expect": [{"first_step": 1, "last": 2}]}],
+     "tests[0].expect[0]: unknown field 'last' (known: first_step, last_step, message)"),
+    ([{"series": {}, "steps": [0.5], "expect": []}], "tests[0].steps[0] must be a whole number, got 0.5"),
+])
+def test_a_malformed_test_case_is_named_by_its_path(tests, words):
+    problem = only_problem(BASE | {"tests": tests})
+    assert (problem.code, problem.field, problem.message) == ("E301", "tests", words)
+    assert "spec §7" in problem.hint
 
 
 def test_compatibility_format_loads(tmp_path: Path):

@@ -10,15 +10,15 @@ raise `RuleLoadError` listing every problem in every file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
 
 from ruledsl.lang.errors import Diagnostic, RuleValidationError
-from ruledsl.resources import data_dir
 from ruledsl.model.rule import ALL_TRAINERS, Rule
 from ruledsl.model.schema import schema_problems
 from ruledsl.model.yaml_source import YamlDocument, YamlError, read_yaml
+from ruledsl.resources import data_dir
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -120,6 +120,10 @@ def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool)
     for diagnostic in schema_diagnostics:
         rule_file.problem(diagnostic)
     if not isinstance(document.data, dict):
+        if not check_schema:  # the schema would have said it: never a file skipped without a word
+            kind = "empty" if document.data is None else f"a {type(document.data).__name__}"
+            rule_file.problem(Diagnostic("E010", f"a rule file holds one mapping of fields, this one is {kind}",
+                                         document.span_of(()), hint="start from `ruledsl new NAME -t TRAINER …`"))
         return
     try:
         rule_file.rule = Rule.from_dict(document.data, origin=str(rule_file.path))

@@ -4,14 +4,21 @@
 becomes a rule: it checks every field, parses the condition and the message,
 and reports *all* problems at once as a RuleValidationError whose
 diagnostics name the field (and the position inside it, for conditions).
+
+It accepts exactly what schemas/rule.schema.json accepts, and rejects more only
+where a schema cannot see (the condition and template grammars, a shorthand
+without `metric`, `for` given twice): the builtin library is loaded without the
+schema, so this is then the only check. tests/data/rule_contract_cases.yaml runs
+both on one table of cases, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ruledsl.alerts import SEVERITIES
 from ruledsl.lang import ast
@@ -19,10 +26,14 @@ from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError
 from ruledsl.lang.read import parse_condition, read_inline_alert
 from ruledsl.lang.templates import Template, parse_template
 
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
-TRAINER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# The schema's patterns, verbatim (a test compares them): `(?!\n)` keeps Python's `$`, which also
+# matches before a final newline, to the end of the text as in the editors' (ECMA) regexes.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$(?!\n)")
+TRAINER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$(?!\n)")
+NOT_BLANK = re.compile(r"\S")  # a text must hold more than white space (the schema's pattern)
 ALL_TRAINERS = "all"
-TRAINER_SYNONYMS = {"common": ALL_TRAINERS, "*": ALL_TRAINERS}
+# Only `common` in rule files (spec §8); `*` is the inline alerts' wildcard, read by lang/read.py.
+TRAINER_SYNONYMS = {"common": ALL_TRAINERS}
 
 FIELDS = ("name", "trainers", "metric", "condition", "severity", "message", "description",
           "window", "min_steps", "for", "reference", "enabled", "tags", "tests")
@@ -66,7 +77,7 @@ class Rule:
     def to_dict(self) -> dict[str, Any]:
         """The rule as a mapping that `from_dict` reads back to an equal rule."""
         out: dict[str, Any] = {
-            "name": self.name, "trainers": list(self.trainers), "condition": self.condition.source,
+            "name": self.name, "trainers": list(self.trainers), "condition": self.condition.text,
             "severity": self.severity, "message": self.message.source, "window": self.window,
             "min_steps": self.min_steps, "for": self.sustain, "enabled": self.enabled,
         }
@@ -81,7 +92,7 @@ class Rule:
         return out
 
     @classmethod
-    def from_dict(cls, mapping: Mapping[str, Any], *, origin: str | None = None) -> "Rule":
+    def from_dict(cls, mapping: Mapping[str, Any], *, origin: str | None = None) -> Rule:
         """Build a rule from a mapping with the fields of spec §1, or raise RuleValidationError."""
         return _RuleReader(mapping, origin).read()
 
@@ -112,13 +123,13 @@ class _RuleReader:
             name=name,
             trainers=self.trainers(),
             severity=self.choice("severity", SEVERITIES),
-            metric=self.text("metric", required=False),
-            description=self.text("description", required=False),
+            metric=self.text("metric"),
+            description=self.text("description"),
             window=self.integer("window", 1, minimum=1),
             min_steps=self.integer("min_steps", 0, minimum=0),
-            reference=self.strings("reference"),
+            reference=self.strings("reference", or_one=True),
             enabled=self.boolean("enabled", True),
-            tags=self.strings("tags"),
+            tags=self.strings("tags", or_one=False),
             tests=self.tests(),
             message=self.message(),
             extensions={k: v for k, v in self.mapping.items() if isinstance(k, str) and k.startswith("x-")},
@@ -132,6 +143,7 @@ class _RuleReader:
                          "e.g. 'loss < 0.5'")
         if self.problems:
             raise RuleValidationError(self.problems, name if isinstance(name, str) else None)
+        assert condition is not None  # a required field: without it, there was a problem
         return Rule(condition=condition, sustain=sustain, **values)
 
     # ------------------------------------------------------------ fields
@@ -143,88 +155,127 @@ class _RuleReader:
                 hint = f"did you mean '{close[0]}'?" if close else "extension keys start with 'x-'"
                 self.problem(str(key), f"unknown field '{key}'", hint, code="E303")
 
-    def text(self, name: str, *, required: bool = True, pattern=None, pattern_words: str = ""):
+    def value(self, name: str) -> Any:
+        """The field's value, None when it is not given. A null is reported: no field takes one."""
         value = self.mapping.get(name)
+        if value is None and name in self.mapping:
+            self.problem(name, f"'{name}' has no value (null)",
+                         hint=f"in YAML, '{name}:' with nothing after it is null: give a value, "
+                         "or remove the line" + (" (the field is required)" if name in REQUIRED else ""))
+        return value
+
+    def text(self, name: str, *, pattern=None, pattern_words: str = ""):
+        value = self.value(name)
         if value is None:
             return None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(name, f"'{name}' must be a non-empty string, got {_shown(value)}")
+        if not isinstance(value, str):
+            self.problem(name, f"'{name}' must be a string, got {_shown(value)}", hint=_quote_hint(name, value))
             return None
-        if pattern is not None and not pattern.match(value):
+        if not NOT_BLANK.search(value):
+            self.problem(name, f"'{name}' is blank, got {value!r}", hint="write the text, or remove the line")
+            return None
+        if pattern is not None and not pattern.search(value):
             self.problem(name, f"'{name}' {value!r} must be {pattern_words}")
         return value
 
     def choice(self, name: str, allowed: tuple[str, ...]):
-        value = self.mapping.get(name)
+        value = self.value(name)
         if value is None:
             return None
-        if value not in allowed:
-            self.problem(name, f"'{name}' must be one of {', '.join(allowed)}, got {_shown(value)}")
+        if not isinstance(value, str) or value not in allowed:
+            lower = value.strip().lower() if isinstance(value, str) else None
+            hint = f"write it in lower case: {name}: {lower}" if lower in allowed else None
+            self.problem(name, f"'{name}' must be one of {', '.join(allowed)}, got {_shown(value)}", hint)
             return None
         return value
 
     def integer(self, name: str, default: int, *, minimum: int):
-        value = self.mapping.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problem(name, f"'{name}' must be a whole number, got {_shown(value)}", code="E304")
+        value = self.value(name)
+        if value is None:
             return default
+        if not _is_whole(value):
+            hint = f"write the number without quotes: {name}: {value.strip()}" \
+                if isinstance(value, str) and value.strip().isdigit() else f"a count such as {name}: {minimum + 1}"
+            self.problem(name, f"'{name}' must be a whole number, got {_shown(value)}", hint, code="E304")
+            return default
+        value = int(value)  # JSON has one kind of number: the schema's integer takes 3.0 as 3
         if value < minimum:
             self.problem(name, f"'{name}' must be at least {minimum}, got {value}", code="E304")
             return default
         return value
 
     def boolean(self, name: str, default: bool):
-        value = self.mapping.get(name, default)
+        value = self.value(name)
+        if value is None:
+            return default
         if not isinstance(value, bool):
-            self.problem(name, f"'{name}' must be true or false, got {_shown(value)}")
+            self.problem(name, f"'{name}' must be true or false, got {_shown(value)}",
+                         hint=f"write {name}: true or {name}: false, without quotes")
             return default
         return value
 
-    def strings(self, name: str) -> tuple[str, ...]:
-        value = self.mapping.get(name)
+    def strings(self, name: str, *, or_one: bool) -> tuple[str, ...]:
+        """A list of strings, or (`or_one`) a single string standing for a list of one."""
+        value = self.value(name)
         if value is None:
             return ()
         if isinstance(value, str):
-            return (value,)
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        self.problem(name, f"'{name}' must be a string or a list of strings, got {_shown(value)}")
-        return ()
+            if or_one:
+                return (value,)
+            self.problem(name, f"'{name}' must be a list of strings, got the string {value!r}",
+                         hint=f"write a list: {name}: [{value}]")
+            return ()
+        if not isinstance(value, (list, tuple)):
+            words = "a string or a list of strings" if or_one else "a list of strings"
+            self.problem(name, f"'{name}' must be {words}, got {_shown(value)}")
+            return ()
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                self.problem(name, f"{name}[{index}] must be a string, got {_shown(item)}",
+                             hint=_quote_hint(None, item))
+        return tuple(value) if all(isinstance(item, str) for item in value) else ()
 
     def trainers(self) -> tuple[str, ...]:
-        value = self.mapping.get("trainers")
+        value = self.value("trainers")
         if value is None:
             return ()
         if isinstance(value, str):
-            value = [value]
+            self.problem("trainers", f"'trainers' must be a list of trainer ids, got the string {value!r}",
+                         hint=f"write a list: trainers: [{_trainer_hint_id(value)}]")
+            return ()
         if not isinstance(value, (list, tuple)) or not value:
             self.problem("trainers", f"'trainers' must be a non-empty list of trainer ids, got {_shown(value)}",
                          hint="e.g. trainers: [grpo, ppo], or [all]")
             return ()
         trainers = []
-        for item in value:
-            if not isinstance(item, str) or not TRAINER_PATTERN.match(TRAINER_SYNONYMS.get(item, item)):
-                self.problem("trainers", f"{_shown(item)} is not a trainer id",
-                             hint="trainer ids are TRL's module names: sft, dpo, grpo, …, or all")
+        for index, item in enumerate(value):
+            if not isinstance(item, str) or not TRAINER_PATTERN.search(item):
+                self.problem("trainers", f"trainers[{index}]: {_shown(item)} is not a trainer id",
+                             hint=_trainer_hint(item))
                 continue
             trainers.append(TRAINER_SYNONYMS.get(item, item))
         return tuple(dict.fromkeys(trainers))
 
     def tests(self) -> tuple[Mapping[str, Any], ...]:
-        value = self.mapping.get("tests")
+        value = self.value("tests")
         if value is None:
             return ()
-        if not isinstance(value, (list, tuple)) or not all(isinstance(c, Mapping) for c in value):
-            self.problem("tests", "'tests' must be a list of cases (mappings)")
+        if not isinstance(value, (list, tuple)):
+            self.problem("tests", f"'tests' must be a list of cases, got {_shown(value)}",
+                         hint="each case: {series: {metric: [values]}, expect: [{first_step: N}]}")
             return ()
-        return tuple(value)
+        problems = [p for index, case in enumerate(value) for p in _case_problems(case, f"tests[{index}]")]
+        for message in problems:
+            self.problem("tests", message, hint="a case has series and expect, optionally name and steps (spec §7)")
+        return () if problems else tuple(value)
 
     def message(self) -> Template | None:
-        source = self.mapping.get("message")
+        source = self.value("message")
         if source is None:
             return None
         if not isinstance(source, str):
-            self.problem("message", f"'message' must be a string, got {_shown(source)}")
+            self.problem("message", f"'message' must be a string, got {_shown(source)}",
+                         hint=_quote_hint("message", source))
             return None
         try:
             return parse_template(source)
@@ -233,7 +284,7 @@ class _RuleReader:
             return None
 
     def condition(self) -> ast.Condition | None:
-        source = self.mapping.get("condition")
+        source = self.value("condition")
         if source is None:
             return None
         if isinstance(source, (int, float)) and not isinstance(source, bool):
@@ -242,6 +293,10 @@ class _RuleReader:
             return None
         if not isinstance(source, str):
             self.problem("condition", f"'condition' must be a string, got {_shown(source)}")
+            return None
+        if not NOT_BLANK.search(source):
+            self.problem("condition", f"'condition' is blank, got {source!r}",
+                         hint="e.g. condition: \"< 0.5\", or a full expression such as 'loss > 2'")
             return None
         try:
             return parse_condition(source)
@@ -257,6 +312,100 @@ class _RuleReader:
                              hint="keep one of them", code="E305")
             return condition.sustain
         return written
+
+
+def _quote_hint(key: str | None, value: Any) -> str | None:
+    """For a YAML scalar read as a number or a boolean where text belongs."""
+    if not isinstance(value, (bool, int, float)):
+        return None
+    quoted = f'"{str(value).lower() if isinstance(value, bool) else value}"'
+    return f"quote it in YAML, e.g. {key}: {quoted}" if key else f"quote it in YAML: {quoted}"
+
+
+def _trainer_hint_id(text: str) -> str:
+    return ALL_TRAINERS if text.strip() == "*" else text.strip()
+
+
+def _trainer_hint(item: Any) -> str:
+    if item == "*":
+        return "a rule file says every trainer with `all` (`*` is the inline alerts' wildcard)"
+    if isinstance(item, str) and TRAINER_PATTERN.search(item.strip().lower()):
+        return f"trainer ids are lower case, without spaces: {item.strip().lower()}"
+    return "trainer ids are TRL's module names: sft, dpo, grpo, …, or all"
+
+
+# ---------------------------------------------------------------- the shape of `tests:` cases (spec §7)
+# As the schema's `tests` says it, so that a file the schema rejects never loads: each check
+# yields one sentence per problem, its place written as a path (`tests[0].expect[1].first_step`).
+
+
+def _mapping(fields: Mapping[str, Callable], required: tuple[str, ...]) -> Callable:
+    def check(value: Any, where: str) -> Iterator[str]:
+        if not isinstance(value, Mapping):
+            yield f"{where} must be a mapping with {', '.join(fields)}, got {_shown(value)}"
+            return
+        for key in value:
+            if key not in fields:
+                yield f"{where}: unknown field {key!r} (known: {', '.join(fields)})"
+        for key in required:
+            if key not in value:
+                yield f"{where}: the required field '{key}' is missing"
+        for key, check_value in fields.items():
+            if key in value:
+                yield from check_value(value[key], f"{where}.{key}")
+    return check
+
+
+def _list(item: Callable) -> Callable:
+    def check(value: Any, where: str) -> Iterator[str]:
+        if not isinstance(value, (list, tuple)):
+            yield f"{where} must be a list, got {_shown(value)}"
+            return
+        for index, element in enumerate(value):
+            yield from item(element, f"{where}[{index}]")
+    return check
+
+
+def _each_value(item: Callable, words: str) -> Callable:
+    def check(value: Any, where: str) -> Iterator[str]:
+        if not isinstance(value, Mapping):
+            yield f"{where} must be a mapping of {words}, got {_shown(value)}"
+            return
+        for key, element in value.items():
+            yield from item(element, f"{where}.{key}")
+    return check
+
+
+def _kind(accepts: Callable[[Any], bool], words: str) -> Callable:
+    def check(value: Any, where: str) -> Iterator[str]:
+        if not accepts(value):
+            yield f"{where} must be {words}, got {_shown(value)}"
+    return check
+
+
+def _is_whole(value: Any) -> bool:
+    """JSON Schema's integer: a number without a fraction, 3.0 included, never a boolean."""
+    return not isinstance(value, bool) and (isinstance(value, int) or isinstance(value, float) and value.is_integer())
+
+
+def _is_log_value(value: Any) -> bool:
+    return value is None or isinstance(value, str) or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_WHOLE = _kind(_is_whole, "a whole number")
+_TEXT = _kind(lambda value: isinstance(value, str), "a string")
+_EPISODE = _mapping({"first_step": _WHOLE, "last_step": _WHOLE, "message": _TEXT}, ("first_step",))
+_CASE = _mapping({
+    "name": _TEXT,
+    "series": _each_value(_list(_kind(_is_log_value, "a number, 'nan', 'inf', '-inf' or null")),
+                          "metric key → list of values"),
+    "steps": _list(_WHOLE),
+    "expect": _list(_EPISODE),
+}, ("series", "expect"))
+
+
+def _case_problems(case: Any, where: str) -> list[str]:
+    return list(_CASE(case, where))
 
 
 def _in_field(exc: RuleSyntaxError, field_name: str) -> Diagnostic:

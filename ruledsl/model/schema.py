@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ruledsl.lang.errors import Diagnostic
-from ruledsl.resources import data_dir
 from ruledsl.model.yaml_source import YamlDocument
+from ruledsl.resources import data_dir
 
 if TYPE_CHECKING:
     import jsonschema
@@ -40,7 +41,14 @@ def schema_problems(document: YamlDocument) -> list[Diagnostic]:
         return [Diagnostic("E010", "the file is empty: a rule file holds one mapping of fields",
                            document.span_of(()), hint=_example_hint())]
     problems = []
-    for error in _validator().iter_errors(document.data):
+    data = document.data
+    if isinstance(data, dict):  # jsonschema matches key patterns with re: a key must be text first
+        for key in [k for k in data if not isinstance(k, str)]:
+            problems.append(Diagnostic("E010", f"unknown field {key!r}: field names are text",
+                                       document.span_of((key,), key=True), field=str(key),
+                                       hint="remove it, or name it x-… to keep your own data in the file"))
+        data = {k: v for k, v in data.items() if isinstance(k, str)}
+    for error in _validator().iter_errors(data):
         problems.extend(_diagnostics(error, document))
     return sorted(problems, key=lambda d: (d.span.start if d.span else 0))
 
@@ -66,6 +74,8 @@ def _diagnostics(error: jsonschema.ValidationError, document: YamlDocument) -> l
 
 def _reworded(error: jsonschema.ValidationError) -> str:
     value, schema = error.instance, error.schema
+    if not isinstance(schema, Mapping):  # a boolean schema (`false`): jsonschema's own words
+        return error.message
     if error.validator == "enum":
         return f"{value!r} is not one of {', '.join(map(str, schema['enum']))}"
     if error.validator == "type":
@@ -76,9 +86,12 @@ def _reworded(error: jsonschema.ValidationError) -> str:
 
 
 def _unexpected_keys(error: jsonschema.ValidationError) -> list[Any]:
-    known = set(error.schema.get("properties", {}))
-    patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
-    return [k for k in error.instance
+    schema, instance = error.schema, error.instance
+    if not isinstance(schema, Mapping) or not isinstance(instance, Mapping):
+        return []  # additionalProperties fails only an object against an object schema
+    known = set(schema.get("properties", {}))
+    patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+    return [k for k in instance
             if k not in known and not (isinstance(k, str) and any(p.search(k) for p in patterns))]
 
 
