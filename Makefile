@@ -1,31 +1,47 @@
 # `make demo`: set up .venv (the package alone) and audit the bundled example runs.
-# `make test`: set up .venv with every extra the tests use (CPU torch first, then TRL, trackers) and run them.
+# `make test`: set up .venv with every extra the tests use (CPU torch first, then TRL, trackers), then
+#              `make lint`, `make docs-check`, `make pins-check` and the test suite; the first failure stops it.
+# `make lint`: ruff and mypy (settings in pyproject.toml). `make docs-check`: docs/ is what the code generates.
+# `make pins-check`: constraints.txt pins what is installed (tools/update_constraints.py rewrites it).
 # `make docs`: regenerate docs/grammar.md and docs/diagrams/ from the grammar, and the code table.
+# Installs are held to constraints.txt: the versions CI tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-full
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test lint docs-check pins-check bench docs clean
 
-$(CORE): pyproject.toml
+$(CORE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(PIP) -e .
 	touch $(CORE)
 
 # torch before trl/transformers: the pinned version is a CPU build; installed later, pip would pull CUDA.
 $(FULL): $(CORE)
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,trl,tensorboard,mlflow,wandb]"
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[dev,trl,tensorboard,mlflow,wandb]"
 	touch $(FULL)
 
 demo: $(CORE)
 	$(BIN)/ruledsl audit examples/runs
 
+lint: $(FULL)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+docs-check: $(FULL)
+	$(BIN)/python tools/update_docs.py --check
+
+pins-check: $(FULL)
+	$(BIN)/python tools/update_constraints.py --check
+
 # Two workers: most tests start the real command in a subprocess, and this machine has two cores.
-test: $(FULL)
+# pytest exits 5 when it collected no test: that fails here like any other non-zero status.
+test: lint docs-check pins-check
 	$(BIN)/python -m pytest -q -n 2
 
 docs: $(CORE)
@@ -37,4 +53,4 @@ bench: $(FULL)
 	$(BIN)/python benchmarks/audit.py --quick
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis .mypy_cache .ruff_cache

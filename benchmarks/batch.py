@@ -454,7 +454,8 @@ def main() -> None:
     audit_seconds, audit_cpu, audit = timed(lambda: compiled_audit(df, rules), args.repeat, "audit")
     print(f"compiled audit: {audit_seconds:.2f} s (cpu {audit_cpu:.2f} s), {audit.height:,} episodes; "
           f"{others('audit')}", flush=True)
-    evaluate_seconds, evaluate_cpu, evaluate_fired = timed(lambda: compiled_fired_counts(df, rules), args.repeat, "evaluate")
+    evaluate_seconds, evaluate_cpu, evaluate_fired = timed(lambda: compiled_fired_counts(df, rules), args.repeat,
+                                                           "evaluate")
     print(f"compiled evaluate(lazy) -> fired counts: {evaluate_seconds:.2f} s (cpu {evaluate_cpu:.2f} s); "
           f"{others('evaluate')}", flush=True)
     hand_seconds, hand_cpu, (hand_fired, hand_episodes) = timed(lambda: hand_written(df, metrics), args.repeat, "hand")

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # tiny_trl: the tiny model and trainers
 
 import tiny_trl  # noqa: E402  (sets the offline environment and torch threads first)
 
-from ruledsl.integrations.callback import DiagnosticsCallback  # noqa: E402
 from ruledsl.engines.live.monitor import Monitor  # noqa: E402
+from ruledsl.integrations.callback import DiagnosticsCallback  # noqa: E402
 
 WINDOW = 1000  # calls per measured point
 

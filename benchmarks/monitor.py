@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if importlib.util.find_spec("ruledsl") is None:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from ruledsl.model.loader import load_rules  # noqa: E402
 from ruledsl.engines.live.monitor import Monitor  # noqa: E402
+from ruledsl.model.loader import load_rules  # noqa: E402
 
 GROWTH_GOAL = 1.5  # median per update at the longest run / at 1k steps
 EXTRA_KEYS = [f"extra/metric_{j:02d}" for j in range(16)]

@@ -263,7 +263,8 @@ def grpo_is_collapse() -> dict:
 
 SFT_TOTAL, SFT_STEPS_PER_EPOCH, SFT_EVAL_STEPS = 800, 400, 400
 # the last logs before the NaN: step -> (loss, grad_norm, entropy, mean_token_accuracy)
-SFT_BLOWUP = {490: (1.6187, 14.83, 1.5236, 0.6412), 500: (2.9064, 63.27, 2.6118, 0.4873), 510: (7.3821, 411.62, 4.7935, 0.2094)}
+SFT_BLOWUP = {490: (1.6187, 14.83, 1.5236, 0.6412), 500: (2.9064, 63.27, 2.6118, 0.4873),
+              510: (7.3821, 411.62, 4.7935, 0.2094)}
 SFT_NAN_FROM = 520
 
 

@@ -9,8 +9,9 @@ business (ruledsl.engines.batch, ruledsl.engines.live).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Union
+from typing import Any
 
 from ruledsl.lang.meaning import threshold_of
 from ruledsl.model.catalog import Catalog, builtin_catalog
@@ -40,7 +41,7 @@ class RuleSet:
         return {key for compiled in self for keys in compiled.candidates.values() for key in keys}
 
 
-RuleLike = Union[Rule, Mapping[str, Any], str]
+RuleLike = Rule | Mapping[str, Any] | str
 
 
 def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,

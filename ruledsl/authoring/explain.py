@@ -8,16 +8,17 @@ backend's own plan for a one-row log holding the rule's keys.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
-from ruledsl.lang import ast
-from ruledsl.lang.meaning import FUNCTIONS, Statistic, term
-from ruledsl.engines.batch import polars_backend
-from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.compile import compile_rules
+from ruledsl.engines.batch import polars_backend
 from ruledsl.engines.batch.frames import to_log_frame
+from ruledsl.lang import ast
+from ruledsl.lang.meaning import FUNCTIONS, Statistic
+from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.rule import Rule
 
 COMPARISON_WORDS = {"<": "is below", "<=": "is at most", ">": "is above", ">=": "is at least",
@@ -43,7 +44,6 @@ def meaning(rule: Rule) -> str:
 def _shorthand(node: ast.Predicate, metric: str, window: int) -> str:
     if isinstance(node, ast.LOGIC):
         return _logic(node, lambda operand: _shorthand(operand, metric, window))
-    signature = term(node)  # type: ignore[arg-type]
 
     def said(statistic: Statistic) -> str:  # "the mean of the last W values of loss", or just "loss"
         if statistic is Statistic.SMOOTHED and window == 1:

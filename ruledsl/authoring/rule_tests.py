@@ -9,14 +9,15 @@ a case passes when every engine reports exactly the expected episodes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import polars as pl
 
-from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.engines.batch.engine import audit
 from ruledsl.engines.live.monitor import Monitor
+from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.rule import Rule
 
 TEST_RUN = "default"  # as for any log without run ids
@@ -112,7 +113,7 @@ def run_case(rule: Rule, index: int, catalog: Catalog | None = None) -> CaseResu
     return result
 
 
-def compare(expected: list[Mapping[str, Any]], episodes: list[Mapping[str, Any]]) -> str | None:
+def compare(expected: Sequence[Mapping[str, Any]], episodes: Sequence[Mapping[str, Any]]) -> str | None:
     """None when the episodes are the expected ones, else what differs, in words."""
     got = [e["first_step"] for e in episodes]
     want = [e["first_step"] for e in expected]
@@ -126,7 +127,7 @@ def compare(expected: list[Mapping[str, Any]], episodes: list[Mapping[str, Any]]
     return None
 
 
-def _messages(episodes: list[Mapping[str, Any]]) -> str:
+def _messages(episodes: Sequence[Mapping[str, Any]]) -> str:
     if not episodes:
         return ""
     shown = "; ".join(f"step {e['first_step']}–{e['last_step']}: {e['message']}" for e in episodes[:3])

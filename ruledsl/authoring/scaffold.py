@@ -11,14 +11,15 @@ cases that tell the rule's story.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
+from ruledsl.authoring.rule_tests import ENGINES, case_rows
 from ruledsl.lang import ast
 from ruledsl.model.rule import Rule
-from ruledsl.authoring.rule_tests import ENGINES, case_rows
 
 SCHEMA_LINE = "# yaml-language-server: $schema={schema}\n"
 
@@ -34,7 +35,7 @@ def scaffold(rule: Rule, schema_path: str) -> str:
     """The YAML text of a new rule file for `rule`, with found test cases."""
     document: dict[str, Any] = {
         "name": rule.name, "trainers": list(rule.trainers), "metric": rule.metric,
-        "condition": rule.condition.source, "window": rule.window, "severity": rule.severity,
+        "condition": rule.condition.text, "window": rule.window, "severity": rule.severity,
         "message": rule.message.source,
         "description": "TODO: what goes wrong in training when this fires, and what to do about it.",
         "reference": ["TODO: the paper, doc or issue that backs the threshold"],

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ruledsl.cli.app import app
 from ruledsl.cli import audit, explain, grammar, lint, new, testing  # noqa: F401  (each module registers its command)
+from ruledsl.cli.app import app
 
 __all__ = ["app", "main"]
 

@@ -4,46 +4,44 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
-
-import typer
 
 import polars as pl
+import typer
 
+from ruledsl.alerts import SEVERITIES, at_least
+from ruledsl.cli.app import app, fail
+from ruledsl.cli.progress import ProgressLine
 from ruledsl.engines.batch.archive import audit_archive
 from ruledsl.lang.errors import FrameError, RuleSyntaxError
 from ruledsl.model.loader import RuleLoadError, load_rules
+from ruledsl.model.rule import rule_from_inline
 from ruledsl.readers import read_archive
 from ruledsl.report import Format, ReportContext, choose_format, render
-from ruledsl.alerts import SEVERITIES, at_least
-from ruledsl.model.rule import rule_from_inline
-from ruledsl.cli.app import app, fail
-from ruledsl.cli.progress import ProgressLine
 
 
 @app.command()
 def audit(
-    paths: List[Path] = typer.Argument(..., help="Log files or directories: *.jsonl (metrics.jsonl), "
+    paths: list[Path] = typer.Argument(..., help="Log files or directories: *.jsonl (metrics.jsonl), "
                                        "trainer_state.json (newest checkpoint), *.csv, *.parquet, TensorBoard "
                                        "event files, MLflow stores (mlruns/). Each run is found once."),
-    rules: List[Path] = typer.Option([], "--rules", help="A rule file or directory (repeatable)."),
+    rules: list[Path] = typer.Option([], "--rules", help="A rule file or directory (repeatable)."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Leave out the builtin rule library."),
-    trainer: Optional[str] = typer.Option(None, "--trainer", help="Trainer id of every run (sft, dpo, grpo, …). "
+    trainer: str | None = typer.Option(None, "--trainer", help="Trainer id of every run (sft, dpo, grpo, …). "
                                           "Without it: the run's diagnostics/run.json, else a guess from its "
                                           "metric keys, else unknown: the rules of every trainer its keys fit, "
                                           "or every rule."),
-    alert: List[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
+    alert: list[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\"."),
-    output_format: Optional[Format] = typer.Option(None, "--format", help="table (default), json (one array of "
+    output_format: Format | None = typer.Option(None, "--format", help="table (default), json (one array of "
                                                    "spec §4 records), jsonl, csv, markdown or html (with charts); "
                                                    "without it, the --output suffix chooses (.json, .md, …)."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write the report here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout."),
     max_charts: int = typer.Option(100, "--max-charts", min=0, help="Charts in a markdown or html report at "
                                    "most: those of the most severe alerts; the report says how many it left "
                                    "out (every alert stays in its table)."),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
+    fail_on: str | None = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
                                           "or worse is found (low, medium, high, critical)."),
-    streaming: Optional[bool] = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
+    streaming: bool | None = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
                                              "streaming engine (bounded memory). Default: only for archives "
                                              "larger than a quarter of the machine's memory."),
 ) -> None:

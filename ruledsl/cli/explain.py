@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Optional
 
 import typer
 import yaml
 
-from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.authoring.explain import compiled_plan, meaning, resolved_keys
+from ruledsl.cli.app import app, fail
+from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
 from ruledsl.model.rule import Rule, rule_from_inline
-from ruledsl.cli.app import app, fail
 
 
 @app.command()
 def explain(
     rule_or_file: str = typer.Argument(..., help="A builtin rule's name, a rule file, or an inline alert "
                                        "(\"grpo: importance_sampling_ratio < 0.5 -> high: collapsed\")."),
-    trainer: Optional[str] = typer.Option(None, "--trainer", help="Compile for this trainer (default: the "
+    trainer: str | None = typer.Option(None, "--trainer", help="Compile for this trainer (default: the "
                                           "rule's first trainer)."),
     no_plan: bool = typer.Option(False, "--no-plan", help="Leave out the compiled polars query."),
 ) -> None:
@@ -34,7 +33,7 @@ def explain(
     """
     rule = _find(rule_or_file)
     lines = [f"rule {rule.name}  [{rule.severity}]  trainers: {', '.join(rule.trainers)}",
-             f"  condition: {rule.condition.source}" + (f"   (metric: {rule.metric}, window: {rule.window})"
+             f"  condition: {rule.condition.text}" + (f"   (metric: {rule.metric}, window: {rule.window})"
                                                         if rule.condition.is_shorthand else ""),
              f"  message:   {rule.message.source}", "", meaning(rule)]
     if rule.description:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from lark.exceptions import GrammarError
 
 from ruledsl import docs
+from ruledsl.cli.app import app, fail
 from ruledsl.docs.document import DocsContentError
 from ruledsl.docs.grammar_model import GrammarShapeError
-from ruledsl.cli.app import app, fail
 
 
 class DocFormat(str, Enum):
@@ -27,7 +26,7 @@ def grammar(
         DocFormat.markdown, "--format",
         help="markdown (grammar.md; with --output DIR also the SVG diagrams in DIR/diagrams/), "
         "html (one self-contained page, diagrams inline) or lark (the grammar file itself)."),
-    output: Optional[Path] = typer.Option(
+    output: Path | None = typer.Option(
         None, "--output",
         help="markdown: a directory that receives grammar.md and diagrams/*.svg (stale diagrams are "
         "removed). html, lark: a file. Without it the text goes to stdout."),

@@ -6,15 +6,14 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from ruledsl.lang.codes import CODES
-from ruledsl.lint import lint as lint_files
-from ruledsl.lint import formats
-from ruledsl.model.loader import builtin_rules_dir
 from ruledsl.cli.app import app, fail
+from ruledsl.lang.codes import CODES
+from ruledsl.lint import formats
+from ruledsl.lint import lint as lint_files
+from ruledsl.model.loader import builtin_rules_dir
 
 
 class LintFormat(str, Enum):
@@ -26,7 +25,7 @@ class LintFormat(str, Enum):
 
 @app.command()
 def lint(
-    paths: List[Path] = typer.Argument(None, help="Rule files or directories (searched recursively for *.yaml, "
+    paths: list[Path] = typer.Argument(None, help="Rule files or directories (searched recursively for *.yaml, "
                                        "*.yml). Default: the builtin library."),
     output_format: LintFormat = typer.Option(LintFormat.human, "--format", help="human (colour on a terminal), "
                                              "json, github (workflow annotations) or sarif (code scanning)."),
@@ -34,7 +33,7 @@ def lint(
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Do not report names that the builtin library "
                                     "already uses (E003)."),
     no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the rules' tests: cases."),
-    output: Optional[Path] = typer.Option(None, "--output", help="Write the report here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout."),
     list_codes: bool = typer.Option(False, "--list-codes", help="Print every diagnostic code and exit."),
 ) -> None:
     """Check rule files: schema, condition syntax, templates, metrics, trainers, duplicate names, tests.

@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Any
 
 import typer
 
-from ruledsl.lang.errors import RuleValidationError
-from ruledsl.model.loader import read_rule_file
-from ruledsl.resources import data_dir
 from ruledsl.alerts import SEVERITIES
-from ruledsl.model.rule import Rule
 from ruledsl.authoring.scaffold import scaffold
 from ruledsl.cli.app import app, fail
+from ruledsl.lang.errors import RuleValidationError
+from ruledsl.model.loader import read_rule_file
+from ruledsl.model.rule import Rule
+from ruledsl.resources import data_dir
 
 
 @app.command()
 def new(
     name: str = typer.Argument(..., help="The rule name: lower case letters, digits and _."),
-    trainer: List[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all."),
+    trainer: list[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all."),
     condition: str = typer.Option(..., "--condition", "-c", help="e.g. \"< 0.5\", \"drop(50%)\", "
                                   "\"mean(loss, 20) > 2 * baseline(loss, 20)\"."),
-    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="The log key or alias a shorthand "
+    metric: str | None = typer.Option(None, "--metric", "-m", help="The log key or alias a shorthand "
                                          "condition applies to."),
     severity: str = typer.Option("medium", "--severity", "-s", help=f"One of {', '.join(SEVERITIES)}."),
-    message: Optional[str] = typer.Option(None, "--message", help="Alert text; {value:.3f}, {step}, … "
+    message: str | None = typer.Option(None, "--message", help="Alert text; {value:.3f}, {step}, … "
                                           "Default: a plain sentence naming the rule."),
     window: int = typer.Option(1, "--window", "-w", min=1, help="Smoothing window of a shorthand condition."),
     rules_dir: Path = typer.Option(Path("rules"), "--dir", help="The rule directory; the file goes to "
@@ -43,7 +43,7 @@ def new(
     Example:
       ruledsl new grpo_reward_flat -t grpo -m reward -c "flat(0.001)" -w 10 -s high
     """
-    fields = {"name": name, "trainers": trainer, "condition": condition, "severity": severity,
+    fields: dict[str, Any] = {"name": name, "trainers": trainer, "condition": condition, "severity": severity,
               "message": message or _default_message(name, metric)}
     if metric is not None:
         fields |= {"metric": metric, "window": window}

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 
-from ruledsl.lint.formats import shown_path
-from ruledsl.model.loader import builtin_rules_dir, discover, read_rule_file
 from ruledsl.authoring.rule_tests import ENGINES, run_rule_tests
 from ruledsl.cli.app import app, fail
+from ruledsl.lint.formats import shown_path
+from ruledsl.model.loader import builtin_rules_dir, discover, read_rule_file
 
 
 @app.command("test")
 def test_rules(
-    paths: List[Path] = typer.Argument(None, help="Rule files or directories. Default: the builtin library."),
+    paths: list[Path] = typer.Argument(None, help="Rule files or directories. Default: the builtin library."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per case instead of one dot."),
 ) -> None:
     """Run each rule's tests: cases through every engine and compare the episodes.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from lark import Token as LarkToken
 from lark import Tree
@@ -40,26 +39,26 @@ class Ref:
 
 @dataclass(frozen=True)
 class Sequence:
-    items: tuple["Expr", ...]
+    items: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Choice:
-    options: tuple["Expr", ...]
+    options: tuple[Expr, ...]
 
 
 @dataclass(frozen=True)
 class Optional:
-    item: "Expr"
+    item: Expr
 
 
 @dataclass(frozen=True)
 class Repeat:
-    item: "Expr"
+    item: Expr
     at_least_one: bool
 
 
-Expr = Union[Token, Ref, Sequence, Choice, Optional, Repeat]
+Expr = Token | Ref | Sequence | Choice | Optional | Repeat
 
 # ---------------------------------------------------------------- definitions
 
@@ -142,6 +141,8 @@ def _alternatives(tree: Tree, displays: dict[str, str]) -> tuple[Alternative, ..
     for child in tree.children:  # the rule's top `expansions`
         if isinstance(child, Tree) and child.data == "alias":
             expansion, alias = child.children
+            if not isinstance(alias, NonTerminal):
+                raise GrammarShapeError(f"an alias that is not a rule name: {alias!r}")
             found.append(Alternative(_expr(expansion, displays), alias.name))
         else:
             found.append(Alternative(_expr(child, displays), None))

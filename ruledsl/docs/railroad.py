@@ -13,9 +13,10 @@ its exit at (x + width, y).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Optional
+from typing import Protocol
 
 from ruledsl.docs import grammar_model as g
 
@@ -28,7 +29,7 @@ ROW_GAP = 8  # vertical room between two stacked tracks
 MARGIN = 10
 END_MARK = 20  # the start and end bars with their lead-in track
 
-Link = Optional[Callable[[str], str]]
+Link = Callable[[str], str] | None
 
 STROKE = 'fill="none" stroke="#333" stroke-width="1.5"'
 TEXT = 'font-family="monospace" font-size="13" text-anchor="middle" fill="#111"'
@@ -48,6 +49,21 @@ class _Canvas:
 
 
 # ---------------------------------------------------------------- pieces
+
+
+class _Piece(Protocol):
+    """What a diagram is built of: a size around its track (up and down from it) and a drawing."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def up(self) -> int: ...
+
+    @property
+    def down(self) -> int: ...
+
+    def draw(self, c: _Canvas, x: int, y: int) -> None: ...
 
 
 @dataclass
@@ -86,7 +102,7 @@ class _Skip:
 
 @dataclass
 class _Sequence:
-    items: list
+    items: list[_Piece]
 
     @property
     def width(self) -> int:
@@ -113,7 +129,7 @@ class _Sequence:
 class _Choice:
     """Options stacked around the main one: those before `main` above it, the rest below."""
 
-    options: list
+    options: list[_Piece]
     main: int = 0
 
     @property
@@ -165,8 +181,8 @@ class _Choice:
 class _Loop:
     """One or more `item`, going back under it (through `separator`, if any) to repeat."""
 
-    item: object
-    separator: object
+    item: _Piece
+    separator: _Piece
 
     @property
     def inner(self) -> int:
@@ -207,7 +223,7 @@ class _Loop:
 # ---------------------------------------------------------------- expressions → pieces
 
 
-def _piece(expr: g.Expr, link: Link):
+def _piece(expr: g.Expr, link: Link) -> _Piece:
     if isinstance(expr, g.Token):
         return _Box(expr.text, terminal=True)
     if isinstance(expr, g.Ref):
@@ -224,9 +240,9 @@ def _piece(expr: g.Expr, link: Link):
     raise TypeError(expr)
 
 
-def _sequence(items: list[g.Expr], link: Link):
+def _sequence(items: list[g.Expr], link: Link) -> _Piece:
     """Items in a row; `a (sep a)*` is drawn as one loop over `a` through `sep`."""
-    pieces = []
+    pieces: list[_Piece] = []
     index = 0
     while index < len(items):
         item = items[index]

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 try:
     from transformers import TrainerCallback
@@ -27,16 +28,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DiagnosticsCallback needs transformers: pip install 'ruledsl[trl]'") from exc
 
 from ruledsl import __version__
-from ruledsl.integrations.console import LOG_LEVELS, alert_text, is_plain, say
-from ruledsl.model.catalog import Catalog
-from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
-from ruledsl.compile import compile_rules
-from ruledsl.integrations.fault_guard import Fuse, logger
-from ruledsl.model.loader import load_rules
-from ruledsl.engines.live.monitor import Monitor
 from ruledsl.alerts import SEVERITIES, at_least
-from ruledsl.model.rule import Rule, rule_from_inline
+from ruledsl.compile import compile_rules
+from ruledsl.engines.live.monitor import Monitor
+from ruledsl.integrations.console import LOG_LEVELS, alert_text, is_plain, say
+from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
+from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
+from ruledsl.model.catalog import Catalog
+from ruledsl.model.loader import load_rules
+from ruledsl.model.rule import Rule, rule_from_inline
 from ruledsl.model.trainers import trainer_id
 
 DIAGNOSTICS_DIR = "diagnostics"

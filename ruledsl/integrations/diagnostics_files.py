@@ -9,10 +9,10 @@ live event; `run.json` describes the run and is replaced atomically.
 from __future__ import annotations
 
 import json
-import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ruledsl.alerts import json_safe
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger("ruledsl.callback")
 # A library logs only where the application routes it: without this, Python's last-resort handler

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ruledsl.alerts import json_safe
 
@@ -30,7 +31,7 @@ class WandbTracker:
     def __init__(self) -> None:
         import wandb  # the integration imported it already; this is only a lookup
 
-        self._wandb = wandb
+        self._wandb: Any = wandb  # W&B's types are not read (pyproject's mypy section)
         self._count = 0
 
     def _run(self):
@@ -158,5 +159,5 @@ def make_tracker(name: str, args: Any):
     raise ValueError(f"unknown tracker {name!r}")
 
 
-def alerts_jsonl(records: list[Record]) -> str:
+def alerts_jsonl(records: Sequence[Record]) -> str:
     return "".join(json.dumps(json_safe(dict(r))) + "\n" for r in records)

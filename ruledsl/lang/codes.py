@@ -55,7 +55,8 @@ _TABLE = [
     Code("E201", "bad template", "The message template has an unknown field, a bad format spec, or braces "
          "that do not pair. Fields: value, metric, step, run, name, severity, trainer, window, threshold, "
          "baseline; specs: the numeric mini-language (`.3f`, `.1%`, `.2e`, `,`)."),
-    Code("E301", "bad field value", "A rule field has the wrong type or value (the rule model: the Python API and the builtin library)."),
+    Code("E301", "bad field value",
+         "A rule field has the wrong type or value (the rule model: the Python API and the builtin library)."),
     Code("E302", "missing field", "A required field is missing, or a shorthand condition has no `metric`."),
     Code("E303", "unknown field", "A field that rules do not have (the rule model); extension keys start with `x-`."),
     Code("E304", "bad integer", "`window`, `min_steps` or `for` is not a whole number in range."),

@@ -8,17 +8,17 @@ problem in the rule; they report it. Codes and their meaning: ruledsl/lang/codes
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
+from ruledsl.authoring.rule_tests import run_rule_tests
 from ruledsl.lang import ast, meaning
-from ruledsl.model.catalog import ANY_TRAINER, Catalog
-from ruledsl.lang.meaning import threshold_of
 from ruledsl.lang.errors import Diagnostic, Span
+from ruledsl.lang.meaning import threshold_of
+from ruledsl.model.catalog import ANY_TRAINER, Catalog
 from ruledsl.model.loader import RuleFile
 from ruledsl.model.rule import TRAINER_SYNONYMS, Rule
 from ruledsl.model.yaml_source import YamlDocument
-from ruledsl.authoring.rule_tests import run_rule_tests
 
 
 @dataclass(frozen=True)

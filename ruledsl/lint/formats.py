@@ -11,8 +11,8 @@ import typer
 from ruledsl import __version__
 from ruledsl.lang.codes import describe
 from ruledsl.lang.errors import render_snippet
-from ruledsl.model.loader import FileProblem
 from ruledsl.lint import LintReport
+from ruledsl.model.loader import FileProblem
 
 COLOURS = {"error": typer.colors.RED, "warning": typer.colors.YELLOW}
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -11,14 +11,14 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import yaml
 
-from ruledsl.resources import data_dir
 from ruledsl.model.yaml_source import Loader as SAFE_LOADER  # libyaml's safe loader when present
+from ruledsl.resources import data_dir
 
 ANY_TRAINER = "all"
 EVAL_PREFIX = "eval_"
@@ -79,7 +79,7 @@ class Catalog:
         return [_key_pattern(key) for key in self._keys(trainers) if not re.fullmatch(r"\{[^}]*\}", key)]
 
     @classmethod
-    def load(cls, path: Path | str) -> "Catalog":
+    def load(cls, path: Path | str) -> Catalog:
         """A catalog file (see schemas/metric_catalog.yaml for its sections)."""
         # libyaml when present: the catalog is read by every audit, lint and callback.
         data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ruledsl.model.catalog import EVAL_PREFIX, builtin_catalog
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from ruledsl.lang.errors import Diagnostic, Span
 
 Path = tuple  # of str | int
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # both are a SafeConstructor
 
 
 class YamlError(ValueError):
@@ -82,7 +83,7 @@ def read_yaml(text: str) -> YamlDocument:
         loader.dispose()
 
 
-def _index(node: yaml.Node, path: Path, document: YamlDocument, loader: Loader) -> None:
+def _index(node: yaml.Node, path: Path, document: YamlDocument, loader: SafeConstructor) -> None:
     document.nodes[path] = node
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
@@ -102,11 +103,12 @@ def _index(node: yaml.Node, path: Path, document: YamlDocument, loader: Loader) 
             _index(item, path + (index,), document, loader)
 
 
-def _key(key_node: yaml.Node, loader: Loader) -> Any:
+def _key(key_node: yaml.Node, loader: SafeConstructor) -> Any:
     if isinstance(key_node, yaml.ScalarNode):
         value = loader.construct_object(key_node)
         return value if isinstance(value, (str, int, float, bool)) or value is None else key_node.value
-    return f"<{key_node.id} key at line {key_node.start_mark.line + 1}>"
+    kind = key_node.id if isinstance(key_node, (yaml.MappingNode, yaml.SequenceNode)) else "complex"
+    return f"<{kind} key at line {key_node.start_mark.line + 1}>"
 
 
 def _node_span(text: str, node: yaml.Node) -> Span:

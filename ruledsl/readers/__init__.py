@@ -9,9 +9,9 @@ read is reported as a `ReadProblem` with its file (and line), and skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -122,7 +122,7 @@ def _newest_state(spec: RunSpec, problems: list[ReadProblem]) -> Source | None:
     return jsonlog.state_source(best[1], best[2], spec.run, problems)
 
 
-def _global_step(state: dict) -> int:
+def _global_step(state: dict) -> float:  # a logged step may be a float
     step = state.get("global_step")
     if isinstance(step, int) and not isinstance(step, bool):
         return step

@@ -7,8 +7,9 @@ import atexit
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -156,7 +157,7 @@ def _records_frame(records) -> pl.DataFrame | None:
         if isinstance(step, bool) or not isinstance(step, (int, float)):
             continue  # e.g. a header line without a step: nothing to place it at
         values = ((k, number(v)) for k, v in record.items() if k not in (STEP, RUN))
-        row = {STEP: int(step), **{k: v for k, v in values if v is not None}}
+        row: dict[str, Any] = {STEP: int(step), **{k: v for k, v in values if v is not None}}
         if RUN in record:  # one file holding several runs, like a table with a `run` column
             row[RUN] = str(record[RUN])
         rows.append(row)

@@ -38,12 +38,13 @@ def choose_format(requested: Format | None, output: Path | None) -> tuple[Format
     --format wins when given. Without it, a known --output suffix chooses
     (report.html → html); otherwise the table.
     """
-    implied = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    suffix = output.suffix if output is not None else ""
+    implied = SUFFIX_FORMATS.get(suffix.lower())
     if requested is None:
         return implied or Format.table, None
     if implied is not None and implied is not requested:
         return requested, (f"writing {requested.value} to {output}, whose suffix "
-                           f"{output.suffix} suggests {implied.value} (--format wins)")
+                           f"{suffix} suggests {implied.value} (--format wins)")
     return requested, None
 
 

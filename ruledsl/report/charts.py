@@ -92,14 +92,21 @@ def line_chart(series: pl.DataFrame, bands: list[Band], levels: list[Level], *, 
 # ---------------------------------------------------------------- scale
 
 
+def _number(value: object) -> float:
+    """The min or max of a numeric column (polars types it as any scalar)."""
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
 def _scale(series: pl.DataFrame, finite: pl.DataFrame, levels: list[Level]) -> Scale:
     if series.is_empty():
         x0, x1 = 0.0, 1.0
     else:
-        x0, x1 = float(series["step"].min()), float(series["step"].max())
+        x0, x1 = _number(series["step"].min()), _number(series["step"].max())
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    values = ([float(finite["value"].min()), float(finite["value"].max())] if not finite.is_empty() else [])
+    values = ([_number(finite["value"].min()), _number(finite["value"].max())] if not finite.is_empty() else [])
     values += [lv.value for lv in levels if math.isfinite(lv.value)]
     if not values:
         return Scale(x0, x1, 0.0, 1.0)

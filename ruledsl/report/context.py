@@ -7,16 +7,17 @@ metric's raw series, the episodes to shade on it and the threshold levels to dra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
 
-from ruledsl.lang import ast
 from ruledsl.compile import CompiledRule, compile_rules
 from ruledsl.engines.batch.frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
-from ruledsl.report.charts import Band, Level
+from ruledsl.lang import ast
 from ruledsl.model.rule import Rule
+from ruledsl.report.charts import Band, Level
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 
-from ruledsl.report.charts import line_chart
+from ruledsl.alerts import severity_rank
 from ruledsl.model.rule import Rule
+from ruledsl.report.charts import line_chart
 from ruledsl.report.context import ReportContext, panels, window_mean
 from ruledsl.report.records import plain_record, plain_records
-from ruledsl.alerts import severity_rank
 from ruledsl.report.table import headline, severity_counts
 
 
@@ -83,7 +83,7 @@ def run_heading(chart: Chart) -> str:
 
 def condition_text(rule: Rule) -> str:
     """The condition as a reader needs it: a shorthand with the metric it applies to."""
-    source = rule.condition.source
+    source = rule.condition.text
     return f"{rule.metric} {source}" if rule.condition.is_shorthand and rule.metric else source
 
 

@@ -16,18 +16,19 @@ polars' streaming engine, and only the records are kept.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import polars as pl
 
-from ruledsl.engines.batch import engine
 from ruledsl.compile import RuleSet, compile_rules
-from ruledsl.model import trainers
+from ruledsl.engines.batch import engine
 from ruledsl.engines.batch.frames import RUN, STEP, block_starts
+from ruledsl.model import trainers
+from ruledsl.model.rule import Rule
 from ruledsl.readers import Archive, Source
 from ruledsl.readers.common import run_column
-from ruledsl.model.rule import Rule
 
 STREAMING_SHARE_OF_MEMORY = 0.25  # inputs larger than this share of RAM stream automatically
 CHUNK_ROWS = 1_000_000  # rows a streaming chunk holds, at most (one run may exceed it)

@@ -7,8 +7,9 @@ build the plan and over the final episodes to format their messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import polars as pl
 

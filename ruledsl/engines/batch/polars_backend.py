@@ -35,14 +35,15 @@ named metrics).
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import polars as pl
 
+from ruledsl.engines.batch.frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ruledsl.lang import ast, meaning
 from ruledsl.lang.meaning import Statistic
-from ruledsl.engines.batch.frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ruledsl.model.rule import Rule
 
 FIRED = "fired"
@@ -228,7 +229,7 @@ def _negate(c: _ShorthandCompiler, node: ast.Not) -> Term:
 LOGIC: dict[type, Callable[[_ShorthandCompiler, Any], Term]] = {ast.And: _combine, ast.Or: _combine, ast.Not: _negate}
 
 
-def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFrame, list[RuleColumns]]:
     """One frame over a metric's series (`LogFrame.series`) with the columns of every rule that reads it."""
     compiler = _ShorthandCompiler()
     terms = [compiler.for_window(rule.window).compile(rule.condition.body) for rule in rules]
@@ -316,7 +317,7 @@ def window_function(call: ast.Call) -> pl.Expr:
     return pl.when(pl.col(INDEX) >= first).then(computed)
 
 
-def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.LazyFrame, list["RuleColumns"]]:
+def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.LazyFrame, list[RuleColumns]]:
     """The evaluations of a full expression, with the rule's columns."""
     body = rule.condition.body
     names = list(series)

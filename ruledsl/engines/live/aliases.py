@@ -9,7 +9,7 @@ candidate); once a larger step arrives it is final.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class Resolver:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from ruledsl.lang import ast, meaning
 from ruledsl.engines.live.series import Series
 from ruledsl.engines.live.shorthand import COMPARE
+from ruledsl.lang import ast, meaning
 
 SeriesTuple = Sequence[Series]
 ValueFn = Callable[[SeriesTuple], float]

@@ -51,14 +51,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from ruledsl.model.catalog import Catalog
 from ruledsl.compile import CompiledRule, RuleLike, RuleSet, compile_rules
 from ruledsl.engines.live.aliases import Resolver
 from ruledsl.engines.live.events import AlertEvent, Fault
 from ruledsl.engines.live.runner import RuleRunner
 from ruledsl.engines.live.series import Series
+from ruledsl.model.catalog import Catalog
 
 __all__ = ["AlertEvent", "Fault", "Monitor"]
 

@@ -13,8 +13,9 @@ returned: only a difference is reported (withdrawals first).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ruledsl.alerts import AlertRecord, episode_message
 from ruledsl.compile import CompiledRule

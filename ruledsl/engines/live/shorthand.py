@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ruledsl.engines.live.series import Series
 from ruledsl.lang import ast, meaning
