@@ -3,10 +3,13 @@
 
 A log is a list of (step, {key: value}) rows in on_log order, e.g. a real TRL
 capture from tests/data/real_trl_logs.
+
+Without tensorboard or mlflow (the tracker extras), a test that writes their files is skipped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -15,6 +18,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 REAL_LOGS = Path(__file__).parent / "data" / "real_trl_logs"
 
@@ -87,6 +91,7 @@ def tensorboard_tag(key: str) -> str:
 def write_tensorboard(logdir: Path, rows: Rows) -> Path:
     """An event file as the Trainer's TensorBoard callback leaves it: the args as a text
     summary, then one scalar event per logged number at the global step."""
+    pytest.importorskip("tensorboard", reason="writing an event file needs tensorboard: pip install tensorboard")
     from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
     from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
@@ -129,8 +134,10 @@ def write_mlflow(store: Path, runs: dict[str, Rows]) -> list[str]:
     """Runs logged with the real mlflow client into a file store; their `<experiment>/<run id>`.
 
     In a child process: mlflow keeps global state, and 3.x refuses the file store
-    unless MLFLOW_ALLOW_FILE_STORE is set.
+    unless MLFLOW_ALLOW_FILE_STORE is set. (So mlflow is looked up here, not imported.)
     """
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("writing an MLflow store needs mlflow: pip install mlflow")
     payload = json.dumps({name: [[s, {k: _json_number(v) for k, v in values.items()}] for s, values in rows]
                           for name, rows in runs.items()})
     env = {**os.environ, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_TRACKING_URI": "",

@@ -1,5 +1,5 @@
-"""`ruledsl audit` plumbing through the real command: the trainer of each run, exit
-codes, JSON records, the streaming engine, and the progress line."""
+"""`ruledsl audit` plumbing through the command (in-process, see cli_helpers): the trainer of
+each run, exit codes, JSON records, the streaming engine, and the progress line."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cli_helpers import EXAMPLES, audit_json, ruledsl
 from log_writers import REAL_LOGS
-from ruledsl.cli import progress as progress_module
 from ruledsl.alerts import RECORD_FIELDS
+from ruledsl.cli import progress as progress_module
 
 
 def copy_example(run: str, target: Path) -> Path:

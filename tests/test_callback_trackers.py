@@ -1,6 +1,9 @@
 """Alerts reach W&B (offline run files), MLflow (a local file store) and TensorBoard (event files),
 and a tracker or file that fails is switched off without stopping training."""
 
+# first: it sets the offline environment, and skips this module without the TRL extra
+from tiny_trl import make_trainer, tiny_model_dir
+
 import contextlib
 import io
 import json
@@ -8,12 +11,15 @@ import logging
 import struct
 from pathlib import Path
 
-
-from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
+import pytest
 
 from ruledsl.integrations.callback import DiagnosticsCallback
 from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
 from ruledsl.integrations.trackers import TensorBoardTracker
+
+# Real training runs on a tiny model. Each tracker's test needs its extra (tensorboard, mlflow,
+# wandb) and is skipped without it; the fault tests need none.
+pytestmark = [pytest.mark.trl, pytest.mark.slow]
 
 # SFT, batch 2 over 8 rows: epoch = 0.25 × step, so these start at steps 1 and 3
 ALERTS = ["sft: loss > 0 -> high: loss is {value:.3f}", "sft: epoch >= 0.75 -> critical: three quarters in"]
@@ -58,8 +64,9 @@ def wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.subprocess  # wandb starts its service process, offline too
 def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
-    import wandb
+    wandb = pytest.importorskip("wandb")
 
     for name, value in dict(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
                             WANDB_DISABLE_CODE="true", WANDB_DISABLE_GIT="true", WANDB_CONSOLE="off",
@@ -84,7 +91,7 @@ def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
 
 
 def test_mlflow_gets_tags_and_an_artifact(tmp_path, monkeypatch):
-    import mlflow
+    mlflow = pytest.importorskip("mlflow")
 
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
@@ -121,6 +128,7 @@ def tensorboard_texts(log_root: Path) -> dict[str, list[tuple[int, str]]]:
 
 
 def test_tensorboard_gets_a_text_entry_in_the_integrations_folder(tmp_path):
+    pytest.importorskip("tensorboard")
     _, callback = train_sft(tmp_path, ["tensorboard"])
     texts = tensorboard_texts(tmp_path / "out" / "runs")
     rules = started(callback)
@@ -139,6 +147,7 @@ def test_a_broken_tracker_is_reported_once_and_training_goes_on(tmp_path, monkey
     def broken(self, record):
         raise RuntimeError("tracker exploded")
 
+    pytest.importorskip("tensorboard")  # the tracker that breaks
     monkeypatch.setattr(TensorBoardTracker, "alert", broken)
     with caplog.at_level(logging.WARNING, logger="ruledsl"):
         trainer, callback = train_sft(tmp_path, ["tensorboard"], max_steps=4)

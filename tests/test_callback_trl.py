@@ -6,22 +6,23 @@ known step) or, for the vLLM importance-sampling ratio that a CPU run cannot
 produce, through TRL's own metric buffer in a trainer subclass.
 """
 
+# first: it sets the offline environment, and skips this module without the TRL extra
+from tiny_trl import make_trainer, tiny_model_dir
+
 import contextlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tiny_trl import make_trainer, tiny_model_dir  # first: it sets the offline environment
+trl = pytest.importorskip("trl")
 
-import trl
+from cli_helpers import ruledsl  # noqa: E402
+from ruledsl.integrations.callback import DiagnosticsCallback  # noqa: E402
+from ruledsl.model.loader import load_rules  # noqa: E402
 
-from ruledsl.integrations.callback import DiagnosticsCallback
-from ruledsl.model.loader import load_rules
+pytestmark = [pytest.mark.trl, pytest.mark.slow]  # real training runs on a tiny model
 
 # Batch 2 over 8 rows: `epoch` is 0.25 × step for SFT, DPO, KTO and Reward, a real key whose
 # values cross a threshold at a step known in advance.
@@ -68,8 +69,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def audit(directory: Path, *args: str) -> list[dict]:
-    result = subprocess.run([sys.executable, "-m", "ruledsl", "audit", str(directory), "--format", "json", *args],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    result = ruledsl("audit", str(directory), "--format", "json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -176,10 +176,16 @@ def test_catalog_alias_resolves_on_a_real_grpo_run(tmp_path):
 
 def _plain_trainer(tmp_path, callback):
     """transformers' own Trainer with plain TrainingArguments: a trainer ruledsl does not know."""
-    from datasets import Dataset
     from tiny_trl import SENTENCES, common_args
-    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForLanguageModeling, Trainer,
-                              TrainingArguments)
+
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainingArguments,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir()))
     data = Dataset.from_dict(dict(tokenizer(SENTENCES)))

@@ -1,4 +1,7 @@
-"""DiagnosticsCallback pieces that need no training run: detection, validation, output."""
+"""DiagnosticsCallback pieces that need no training run: detection, validation, output.
+
+The callback subclasses transformers' TrainerCallback: the tests that build one are marked `trl`
+and skipped without transformers; the rest need no extra."""
 
 import io
 import json
@@ -13,8 +16,8 @@ from ruledsl.integrations.console import alert_text, is_plain
 from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
 from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.model.loader import load_rules
-from ruledsl.readers import read_archive
 from ruledsl.model.trainers import config_classes, trainer_id
+from ruledsl.readers import read_archive
 
 
 def _config(name, *bases):
@@ -42,9 +45,10 @@ def test_subclasses_count_and_unknown_is_none():
     assert trainer_id(server) == "server_distillation"
 
 
+@pytest.mark.trl
 def test_real_trl_config_classes_are_detected():
-    import transformers
-    import trl
+    transformers = pytest.importorskip("transformers")
+    trl = pytest.importorskip("trl")
 
     class MyGRPO(trl.GRPOConfig):
         pass
@@ -55,6 +59,7 @@ def test_real_trl_config_classes_are_detected():
     assert trainer_id(transformers.TrainingArguments) is None
 
 
+@pytest.mark.subprocess  # a fresh interpreter: this one has imported transformers already
 def test_import_ruledsl_does_not_import_transformers():
     code = "import sys, ruledsl; print(sorted({'transformers', 'trl', 'torch'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -62,8 +67,9 @@ def test_import_ruledsl_does_not_import_transformers():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.trl
 def test_the_callback_is_a_lazy_attribute_of_the_package():
-    import transformers
+    transformers = pytest.importorskip("transformers")
 
     from ruledsl.integrations.callback import DiagnosticsCallback
 
@@ -73,7 +79,9 @@ def test_the_callback_is_a_lazy_attribute_of_the_package():
         ruledsl.NoSuchThing
 
 
+@pytest.mark.trl
 def test_bad_custom_alert_raises_where():
+    pytest.importorskip("transformers")
     from ruledsl.integrations.callback import DiagnosticsCallback
 
     with pytest.raises(RuleSyntaxError) as caught:
@@ -83,7 +91,9 @@ def test_bad_custom_alert_raises_where():
     assert "grpo: kl >> 3" in str(error) and "^" in str(error)
 
 
+@pytest.mark.trl
 def test_constructor_validates_the_rest():
+    pytest.importorskip("transformers")
     from ruledsl.integrations.callback import DiagnosticsCallback
 
     with pytest.raises(ValueError, match="stop_on"):
@@ -96,7 +106,9 @@ def test_constructor_validates_the_rest():
     assert len(DiagnosticsCallback().rules) == len(load_rules())
 
 
+@pytest.mark.trl
 def test_rules_dir_and_rules_add_to_the_library(tmp_path):
+    pytest.importorskip("transformers")
     from ruledsl.integrations.callback import DiagnosticsCallback
 
     (tmp_path / "mine.yaml").write_text("name: my_rule\ntrainers: [sft]\nmetric: loss\ncondition: '> 9'\n"
@@ -142,7 +154,9 @@ def test_files_are_appended_line_by_line_and_readable(tmp_path):
     assert archive.sources[0].frame.collect().height == 2
 
 
+@pytest.mark.trl
 def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
+    pytest.importorskip("transformers")
     from types import SimpleNamespace
 
     from ruledsl.integrations.callback import DiagnosticsCallback

@@ -1,11 +1,19 @@
-"""The `ruledsl` command, run as a real subprocess on real files."""
+"""The `ruledsl` command on real files: in-process (cli_helpers.ruledsl), and a few smoke tests
+of the real console script and of `python -m ruledsl` in a subprocess (marked `subprocess`)."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-from cli_helpers import EXAMPLES, ruledsl
+import pytest
+
+from cli_helpers import EXAMPLES, ROOT, ruledsl
+from ruledsl import __version__
 
 REAL_LOGS = Path(__file__).parent / "data" / "real_trl_logs"
+BROKEN_RULE = "name: bad\ntrainers: [all]\nmetric: loss\ncondition: '<'\nseverity: high\nmessage: m\n"
 
 
 def test_help_teaches():
@@ -91,3 +99,52 @@ def test_table_output_groups_by_run():
 def test_missing_path():
     result = ruledsl("audit", "no/such/dir")
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+# ---------------------------------------------------------------- the real console script
+
+
+def console_script(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """The `ruledsl` script pip installed beside this interpreter, in a process of its own."""
+    script = Path(sys.executable).parent / "ruledsl"
+    assert script.is_file(), f"no console script at {script}: is ruledsl installed (pip install -e .)?"
+    return subprocess.run([str(script), *args], capture_output=True, text=True, cwd=cwd, timeout=180,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+@pytest.mark.subprocess
+def test_the_console_script_runs():
+    result = console_script("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("audit", "lint", "test", "new", "explain", "grammar"):
+        assert command in result.stdout
+    version = console_script("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"ruledsl {__version__}"
+
+
+@pytest.mark.subprocess
+def test_python_m_ruledsl_runs():
+    result = ruledsl("--help", subprocess=True)
+    assert result.returncode == 0, result.stderr
+    assert "Usage: ruledsl" in result.stdout and "audit" in result.stdout
+    audit = ruledsl("audit", str(EXAMPLES / "sft_nan"), "--format", "json", subprocess=True)
+    assert audit.returncode == 0, audit.stderr
+    assert {"loss_nonfinite", "grad_norm_nonfinite"} <= {r["rule"] for r in json.loads(audit.stdout)}
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("args, status", [
+    (("audit", str(EXAMPLES / "dpo_healthy"), "--trainer", "dpo", "--fail-on", "low"), 0),
+    (("audit", str(EXAMPLES), "--fail-on", "high"), 1),
+    (("audit", str(EXAMPLES), "--fail-on", "urgent"), 2),
+    (("audit", "no/such/dir"), 2),
+    (("lint", "--strict"), 0),
+    (("lint", "bad.yaml"), 1),
+    (("lint", "--format", "xml"), 2),
+], ids=["audit-clean", "audit-alerts", "audit-usage", "audit-missing", "lint-clean", "lint-errors", "lint-usage"])
+def test_exit_status_of_the_console_script(tmp_path: Path, args: tuple[str, ...], status: int):
+    (tmp_path / "bad.yaml").write_text(BROKEN_RULE)
+    cwd = tmp_path if "bad.yaml" in args else ROOT  # `lint --strict` alone: the builtin library
+    result = console_script(*args, cwd=cwd)
+    assert result.returncode == status, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

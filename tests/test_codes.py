@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ruledsl.lang.codes import CODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +23,7 @@ def test_every_code_used_in_the_package_is_in_the_table():
     assert not unused, f"documented but never reported: {sorted(unused)}"
 
 
+@pytest.mark.subprocess  # runs tools/update_docs.py --check, the script `make docs` and CI run
 def test_the_code_table_in_the_docs_is_current():
     result = subprocess.run([sys.executable, "tools/update_docs.py", "--check"], cwd=ROOT)
     assert result.returncode == 0, "docs/contributing-rules.md is stale: run `python tools/update_docs.py`"

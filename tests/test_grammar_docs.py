@@ -1,9 +1,7 @@
 """The generated grammar reference (docs/grammar.md, docs/diagrams/) and `ruledsl grammar`."""
 
-import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -12,10 +10,11 @@ import pytest
 from lark import Lark
 
 import ruledsl
+from cli_helpers import ruledsl as ruledsl_command
 from ruledsl import docs
 from ruledsl.docs import content, document, railroad
-from ruledsl.docs.grammar_model import Ref, Token, read_grammar
 from ruledsl.docs import grammar_model as gm
+from ruledsl.docs.grammar_model import Ref, Token, read_grammar
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -25,8 +24,7 @@ EXAMPLES = [e for c in content.CONSTRUCTS for e in c.examples]
 
 
 def ruledsl_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ruledsl", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    return ruledsl_command(*args, cwd=ROOT)  # in-process (cli_helpers)
 
 
 def committed_files() -> dict[str, bytes]:

@@ -95,11 +95,13 @@ def _modules_after(statement: str) -> set[str]:
     return set(out.split())
 
 
+@pytest.mark.subprocess  # a fresh interpreter: this one has imported everything already
 def test_import_ruledsl_loads_nothing_heavy():
     loaded = _modules_after("import ruledsl")
     assert not loaded & {"polars", "jsonschema", "lark", "transformers", "yaml"}
 
 
+@pytest.mark.subprocess
 def test_the_live_path_loads_neither_polars_nor_jsonschema():
     """What a training process runs: the builtin rules compiled and evaluated by the Monitor."""
     loaded = _modules_after("import ruledsl; m = ruledsl.Monitor(ruledsl.load_rules(), trainer='grpo'); "
@@ -108,6 +110,8 @@ def test_the_live_path_loads_neither_polars_nor_jsonschema():
     assert not loaded & {"polars", "jsonschema", "ruledsl.engines.batch"}
 
 
+@pytest.mark.subprocess
+@pytest.mark.trl
 def test_the_callback_module_loads_neither_polars_nor_jsonschema():
     pytest.importorskip("transformers")
     loaded = _modules_after("import ruledsl.integrations.callback")

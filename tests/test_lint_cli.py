@@ -1,4 +1,4 @@
-"""`ruledsl lint` through the real command on real rule files, good and broken."""
+"""`ruledsl lint` on real rule files, good and broken: in-process, and on a real terminal (a pty)."""
 
 import json
 import os
@@ -104,6 +104,7 @@ def test_human_report_shows_snippet_caret_and_hint(broken_dir):
     assert "\x1b[" not in result.stdout  # no colour when not on a terminal
 
 
+@pytest.mark.subprocess  # a real process whose stdout is a pty: colour is for terminals only
 def test_colour_on_a_terminal(broken_dir):
     primary, secondary = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ruledsl.model.catalog import builtin_catalog
 from ruledsl.lang.errors import Span
+from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
 from ruledsl.model.yaml_source import YamlError, read_yaml
 
@@ -60,7 +60,8 @@ def test_load_rules_selects_by_trainer_and_honours_enabled(tmp_path):
     write(tmp_path, "common/b.yaml", "b", trainers="[common]")
     write(tmp_path, "dpo/c.yaml", "c", trainers="[dpo, sft]")
     write(tmp_path, "dpo/d.yml", "d", trainers="[dpo]", extra="enabled: false\n")
-    names = lambda trainer: sorted(r.name for r in load_rules([tmp_path], trainer, include_builtin=False))
+    def names(trainer):
+        return sorted(r.name for r in load_rules([tmp_path], trainer, include_builtin=False))
     assert names("sft") == ["a", "b", "c"]
     assert names("dpo") == ["b", "c"]
     assert names(None) == ["a", "b", "c"]  # unknown trainer: every enabled rule

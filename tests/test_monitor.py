@@ -18,9 +18,9 @@ import pytest
 
 import ruledsl
 from conformance_cases import assert_episodes, load_cases, rule_mapping, wide_frame
+from ruledsl.engines.live.monitor import AlertEvent, Monitor
 from ruledsl.model.catalog import Catalog
 from ruledsl.model.loader import load_rules
-from ruledsl.engines.live.monitor import AlertEvent, Monitor
 from ruledsl.readers import read_archive
 
 CASES = load_cases()
@@ -366,6 +366,7 @@ def deep_size(root) -> int:
     return total
 
 
+@pytest.mark.slow  # 100k updates, and the monitor's objects walked twice
 def test_memory_does_not_grow_with_the_number_of_updates():
     """100k updates: what the monitor holds after 10k is what it holds after 100k (no history kept)."""
     rules = [*load_rules(trainer="sft"),

@@ -13,13 +13,26 @@ episodes (`replay_events` below rebuilds the episodes from them).
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import ruledsl
 from ruledsl.engines.live.monitor import Monitor
-from test_properties import (CATALOG, DECIMAL, EXPRESSION_FEATURES, FRAMES, SETTINGS, SHORTHAND_KINDS, Case,
-                             check_parse, expression_cases, shorthand_cases)
+from test_properties import (
+    CATALOG,
+    DECIMAL,
+    EXPRESSION_FEATURES,
+    FRAMES,
+    SETTINGS,
+    SHORTHAND_KINDS,
+    Case,
+    check_parse,
+    expression_cases,
+    shorthand_cases,
+)
+
+pytestmark = pytest.mark.slow  # hundreds of generated logs, each through the monitor and the audit
 
 RUN_OF_FRAME_WITHOUT_RUN = "default"
 

@@ -11,9 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]  # pip builds a wheel into a fresh venv; its script runs
+
 
 @pytest.fixture(scope="module")
 def fresh_install(tmp_path_factory) -> tuple[Path, dict]:
+    pytest.importorskip("hatchling", reason="building the wheel without build isolation needs hatchling (the dev "
+                        "extra)")
     work = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(work / "dist")], check=True, timeout=300)

@@ -41,6 +41,8 @@ from reference_evaluator import reference_audit, reference_evaluations
 from ruledsl.lang import ast
 from ruledsl.model.catalog import Catalog
 
+pytestmark = pytest.mark.slow  # about 1000 engine calls on generated logs and rules: tens of seconds
+
 KEYS = ("a", "rewards/chosen", "my-metric (x)")  # the last one needs backticks in a condition
 ALIAS = "ratio"  # not a log key: resolves per run to rewards/chosen or a (spec §2)
 CATALOG = Catalog({ALIAS: {"all": ("rewards/chosen", "a")}})

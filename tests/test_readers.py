@@ -1,4 +1,7 @@
-"""Every log format through the real `ruledsl audit`, on files written by the real libraries."""
+"""Every log format through `ruledsl audit` (in-process), on files written by the real libraries.
+
+The TensorBoard files need tensorboard, the MLflow stores mlflow (written in a child process):
+without them those tests are skipped; the MLflow ones are marked `subprocess`."""
 
 from __future__ import annotations
 
@@ -9,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import ANY_LOSS, EXAMPLES, audit_json, episodes, ruledsl
-from log_writers import (Rows, real_rows, write_checkpoints, write_jsonl, write_mlflow, write_state,
-                         write_table, write_tensorboard)
+from log_writers import (
+    Rows,
+    real_rows,
+    write_checkpoints,
+    write_jsonl,
+    write_mlflow,
+    write_state,
+    write_table,
+    write_tensorboard,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +65,11 @@ def write_sft_nan(fmt: str, root: Path, store) -> Path:
     return root / "mlruns"
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "trainer_state", "csv", "parquet", "tensorboard", "mlflow"])
-def test_every_format_finds_the_same_episodes(tmp_path: Path, fmt: str, mlflow_store):
-    path = write_sft_nan(fmt, tmp_path, mlflow_store)
+@pytest.mark.parametrize("fmt", ["jsonl", "trainer_state", "csv", "parquet", "tensorboard",
+                                 pytest.param("mlflow", marks=pytest.mark.subprocess)])
+def test_every_format_finds_the_same_episodes(tmp_path: Path, fmt: str, request):
+    store = request.getfixturevalue("mlflow_store") if fmt == "mlflow" else None  # written only when needed
+    path = write_sft_nan(fmt, tmp_path, store)
     records, stderr = audit_json(str(path), "--trainer", "sft")
     assert {(r["rule"], r["first_step"], r["last_step"]) for r in records} == SFT_NAN_EPISODES
     assert len({r["run"] for r in records}) == 1 and all(r["trainer"] == "sft" for r in records)
@@ -75,6 +88,7 @@ def test_tensorboard_tags_map_back_to_the_trainer_keys(tmp_path: Path):
     assert {r["run"] for r in records} == {"runs/Nov26_host"}
 
 
+@pytest.mark.subprocess  # the MLflow store
 def test_mlflow_keys_with_slashes_and_the_run_id(tmp_path: Path, mlflow_store):
     experiment_run = copy_store(mlflow_store, tmp_path, {"dpo"})["dpo"]
     metric_file = tmp_path / "mlruns" / experiment_run / "metrics" / "rewards" / "margins"
@@ -233,6 +247,7 @@ def test_truncated_event_file_keeps_the_events_before_the_damage(tmp_path: Path)
     assert "Traceback" not in stderr
 
 
+@pytest.mark.subprocess  # the MLflow store
 def test_mlflow_metric_file_with_a_bad_line(tmp_path: Path, mlflow_store):
     run_path = copy_store(mlflow_store, tmp_path, {"sft"})["sft"]
     loss = tmp_path / "mlruns" / run_path / "metrics" / "loss"
@@ -244,6 +259,7 @@ def test_mlflow_metric_file_with_a_bad_line(tmp_path: Path, mlflow_store):
     assert {(r["rule"], r["first_step"], r["last_step"]) for r in records} == SFT_NAN_EPISODES
 
 
+@pytest.mark.subprocess  # the MLflow store
 def test_deleted_mlflow_run_is_left_out(tmp_path: Path, mlflow_store):
     paths = copy_store(mlflow_store, tmp_path, {"sft", "gone"})
     kept, deleted = paths["sft"], paths["gone"]
@@ -256,6 +272,7 @@ def test_deleted_mlflow_run_is_left_out(tmp_path: Path, mlflow_store):
 # ---------------------------------------------------------------- a tree of everything
 
 
+@pytest.mark.subprocess  # the MLflow store
 def test_mixed_tree_each_run_once(tmp_path: Path, mlflow_store):
     rows = example_rows("sft_nan")
     out = tmp_path / "exp" / "sft_out"

@@ -1,4 +1,5 @@
-"""`ruledsl audit --format …`: every report format through the real command on the bundled examples."""
+"""`ruledsl audit --format …`: every report format through the command on the bundled examples
+(in-process; the terminal test runs the real command on a pty)."""
 
 import base64
 import csv
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ruledsl.lang import ast
+from cli_helpers import ruledsl
 from ruledsl.alerts import RECORD_FIELDS
+from ruledsl.lang import ast
 from ruledsl.lang.meaning import threshold_of
 from ruledsl.model.loader import load_rules
-from cli_helpers import ruledsl
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "runs"
@@ -160,7 +161,7 @@ def test_html_has_one_chart_per_alerted_metric_with_bands_and_thresholds(json_re
         finite = [v for _, v in series if math.isfinite(v)]
         assert y0 <= min(finite) and max(finite) <= y1
 
-        def px(step):
+        def px(step, area=area, x0=x0, x1=x1):
             return area["x"] + (step - x0) / (x1 - x0) * area["width"]
 
         band = next(e for e in chart["episodes"] if int(e["data-first-step"]) == record["first_step"])
@@ -360,6 +361,7 @@ def test_table_in_a_pipe_is_plain():
     assert "[CRITICAL] loss_nonfinite" in out and "\x1b[" not in out and "🔥" not in out
 
 
+@pytest.mark.subprocess  # a real process whose stdout is a pty
 def test_table_on_a_terminal_has_icons_and_colour_unless_no_color():
     import pty
 

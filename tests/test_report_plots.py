@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ruledsl.report.charts import PLOT_W, Band, Level, line_chart, nice_ticks, thinned, Scale
 from ruledsl.report import Format, choose_format
+from ruledsl.report.charts import PLOT_W, Band, Level, Scale, line_chart, nice_ticks, thinned
 from ruledsl.report.markdown import md_text
 from ruledsl.report.table import printable
 
@@ -125,8 +125,8 @@ def _charts_of(html: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("form", ["wide", "long"])
 def test_render_from_python_frames(form):
     from ruledsl.engines.batch import engine
-    from ruledsl.report import ReportContext, render
     from ruledsl.model.rule import rule_from_inline
+    from ruledsl.report import ReportContext, render
 
     steps = list(range(20))
     loss = [1.0] * 10 + [3.0] * 10
@@ -144,8 +144,8 @@ def test_render_from_python_frames(form):
 
 def test_drop_draws_the_level_its_window_mean_crosses():
     from ruledsl.engines.batch import engine
-    from ruledsl.report import ReportContext, render
     from ruledsl.model.rule import Rule
+    from ruledsl.report import ReportContext, render
 
     rule = Rule.from_dict({"name": "entropy_drop", "trainers": ["all"], "metric": "entropy", "window": 2,
                            "condition": "drop(80%)", "severity": "medium", "message": "m"})

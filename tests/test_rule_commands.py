@@ -1,4 +1,4 @@
-"""`ruledsl test`, `ruledsl new` and `ruledsl explain` through the real command."""
+"""`ruledsl test`, `ruledsl new` and `ruledsl explain` through the command (in-process, see cli_helpers)."""
 
 import json
 

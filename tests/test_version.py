@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 import ruledsl
 from cli_helpers import ruledsl as run_ruledsl

@@ -16,10 +16,17 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 for _name in ("HF_HUB_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
               "TRL_EXPERIMENTAL_SILENCE", "TOKENIZERS_PARALLELISM"):
     os.environ.setdefault(_name, "1" if _name != "TOKENIZERS_PARALLELISM" else "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Without the TRL extra, a test module importing this one is skipped at collection, with the reason.
+# (importorskip imports each library: after the environment above, as any Hugging Face import must be.)
+for _extra in ("torch", "transformers", "trl", "accelerate", "datasets"):
+    pytest.importorskip(_extra, reason=f"needs the TRL extra ({_extra}): pip install 'ruledsl[trl]'")
 
 import torch  # noqa: E402  (after the environment above)
 
