@@ -34,6 +34,29 @@ class MetricRef:
 
 
 @dataclass(frozen=True)
+class StepRef:
+    """`step`: the row's training step, a number."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    """`config.KEY`: a value of the run's configuration (a number, a boolean or a string)."""
+
+    key: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Literal:
+    """`true`, `false` or a quoted string: compared with `==`/`!=` only."""
+
+    value: bool | str
+    span: Span
+
+
+@dataclass(frozen=True)
 class Negative:
     operand: Value
     span: Span
@@ -66,8 +89,16 @@ class Call:
         assert isinstance(self.args[1], Number)
         return int(self.args[1].value)
 
+    @property
+    def lag(self) -> int:
+        """L of a lagged window `mean(m, W, L)`: the window ends L values before the current one."""
+        if len(self.args) < 3:
+            return 0
+        assert isinstance(self.args[2], Number)
+        return int(self.args[2].value)
 
-Value = Number | MetricRef | Negative | BinaryOp | Call
+
+Value = Number | MetricRef | StepRef | ConfigRef | Literal | Negative | BinaryOp | Call
 
 
 # ---------------------------------------------------------------- comparisons
@@ -139,7 +170,15 @@ class NonFinite:
     span: Span
 
 
-ShorthandTerm = ShorthandCompare | Between | Change | Spike | Flat | NonFinite
+@dataclass(frozen=True)
+class Absent:
+    """`absent(N)`: at least N steps since the metric was last present (it stopped arriving)."""
+
+    steps: Number
+    span: Span
+
+
+ShorthandTerm = ShorthandCompare | Between | Change | Spike | Flat | NonFinite | Absent
 
 
 @dataclass(frozen=True)
@@ -147,11 +186,13 @@ class AppliedShorthand:
     """`loss drop(50%)`: a shorthand written after its metric (inline alerts only).
 
     The checker turns the leading one of an inline alert into the rule's metric;
-    anywhere else it is an error.
+    anywhere else it is an error. `term` is a shorthand term, or any predicate after
+    `not` (`loss not range(0.6, 0.8)`); `loss (< 0.5 or > 2)` is read as a call of
+    `loss` and rewritten the same way.
     """
 
     metric: MetricRef
-    term: ShorthandTerm
+    term: Predicate
     span: Span
 
 
@@ -179,9 +220,11 @@ class Not:
 Predicate = And | Or | Not | Comparison | ShorthandTerm | AppliedShorthand
 Node = Predicate | Value
 
-SHORTHAND_TERMS = (ShorthandCompare, Between, Change, Spike, Flat, NonFinite)
+SHORTHAND_TERMS = (ShorthandCompare, Between, Change, Spike, Flat, NonFinite, Absent)
+# Terms that read the raw rows of their key rather than its series of finite values, and stand alone.
+ALONE_TERMS = (NonFinite, Absent)
 LOGIC = (And, Or, Not)
-VALUES = (Number, MetricRef, Negative, BinaryOp, Call)
+VALUES = (Number, MetricRef, StepRef, ConfigRef, Literal, Negative, BinaryOp, Call)
 # Every node type an engine meets in a checked condition, by the role it plays there (an
 # AppliedShorthand never reaches an engine: the checker rewrites or refuses it).
 SHORTHAND_NODES = (*LOGIC, *SHORTHAND_TERMS)
@@ -266,3 +309,8 @@ def metric_names(node: Node) -> list[str]:
         if isinstance(n, MetricRef):
             seen.setdefault(n.name, None)
     return list(seen)
+
+
+def config_keys(node: Node) -> list[str]:
+    """The configuration keys a condition reads (`config.KEY`), each once, in source order."""
+    return list(dict.fromkeys(n.key for n in walk(node) if isinstance(n, ConfigRef)))

@@ -18,8 +18,9 @@ from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 
 
 class _Checker:
-    def __init__(self, source: str):
+    def __init__(self, source: str, mode: str = "condition"):
         self.source = source
+        self.mode = mode  # "condition", or "when": a predicate over the run's configuration alone
 
     def fail(self, node_or_span: ast.Node | Span, code: str, message: str, hint: str | None = None) -> RuleSyntaxError:
         span = node_or_span if isinstance(node_or_span, Span) else node_or_span.span
@@ -34,12 +35,11 @@ class _Checker:
         named = [t for t in terms if not isinstance(t, ast.SHORTHAND_TERMS)]
         for term in named:
             if isinstance(term, ast.AppliedShorthand):
-                raise self.fail(
-                    term, "E108",
-                    f"a shorthand cannot follow a metric name here ('{term.metric.name} …')",
-                    hint="give the metric in the rule's `metric:` field and write only the shorthand, "
-                    "e.g. condition: 'drop(50%)'; inline alerts may start with the metric",
-                )
+                raise self._shorthand_after_metric(term, term.metric.name)
+            if isinstance(term, ast.Call) and self._is_applied_shorthand(term):
+                raise self._shorthand_after_metric(term, term.name)
+        if self.mode == "when":
+            self._configuration_only(body, shorthand, sustain, span)
         if shorthand and named:
             raise self.fail(
                 shorthand[0], "E108",
@@ -47,14 +47,45 @@ class _Checker:
                 hint="use one style: shorthands only (with `metric:`) or comparisons that name "
                 "their metrics, e.g. 'loss < 0.5 or loss > 2'",
             )
-        nonfinite = [t for t in shorthand if isinstance(t, ast.NonFinite)]
-        if nonfinite and not isinstance(body, ast.NonFinite):  # `not nonfinite` combines it too
-            raise self.fail(nonfinite[0], "E109", "'nonfinite' cannot be combined with other terms",
-                            hint="write a separate rule with condition: nonfinite")
-        if sustain is not None and sustain < 1:
-            raise self.fail(span, "E104", f"'for {sustain} steps' must count at least 1 step")
-        kind = "shorthand" if shorthand else "expression"
+        alone = [t for t in shorthand if isinstance(t, ast.ALONE_TERMS)]
+        if alone and alone[0] is not body:  # `not nonfinite` combines it too
+            name = meaning.term(alone[0]).name
+            raise self.fail(alone[0], "E109", f"'{name}' cannot be combined with other terms",
+                            hint=f"write a separate rule with condition: {name}"
+                            + ("" if name == "nonfinite" else "(N)"))
+        if sustain is not None and not 1 <= sustain <= meaning.MAX_STEPS:
+            raise self.fail(span, "E104", f"'for {sustain} steps' must count from 1 to {meaning.MAX_STEPS:,} steps")
+        patterns = [n for n in ast.walk(body) if isinstance(n, ast.MetricRef) and "*" in n.name]
+        if patterns:  # a pattern reaches here only inside a full expression (a shorthand's is `metric`)
+            raise self.fail(patterns[0], "E113", "a metric pattern cannot be used in a full expression",
+                            hint="give the pattern as the rule's metric with a shorthand condition, "
+                            "e.g. metric: rewards/*/std, condition: '< 0.01'")
+        if not shorthand and self.mode == "condition" and not ast.metric_names(body):
+            raise self.fail(body, "E110", "the condition names no metric: it would never be evaluated",
+                            hint="compare a metric, e.g. 'loss > 0.68 and step >= 200'")
+        kind = "shorthand" if shorthand else ("when" if self.mode == "when" else "expression")
         return ast.Condition(body, kind, sustain, self.source, span)
+
+    def _shorthand_after_metric(self, node: ast.Node, metric: str) -> RuleSyntaxError:
+        return self.fail(
+            node, "E108", f"a shorthand cannot follow a metric name here ('{metric} …')",
+            hint="give the metric in the rule's `metric:` field and write only the shorthand, "
+            "e.g. condition: 'drop(50%)'; inline alerts may start with the metric",
+        )
+
+    def _configuration_only(self, body: ast.Predicate, shorthand: list[ast.Predicate], sustain: int | None,
+                            span: Span) -> None:
+        """`when` reads the run's configuration: no metric, `step`, function, shorthand or `for`."""
+        hint = "`when` compares config.KEY with literals, e.g. \"config.use_vllm == true\"; put the rest in `condition`"
+        reading = [n for n in ast.walk(body) if isinstance(n, (ast.MetricRef, ast.StepRef, ast.Call))]
+        if shorthand or reading:
+            node = (shorthand or reading)[0]
+            what = {ast.MetricRef: "a metric", ast.StepRef: "`step`", ast.Call: "a function"}.get(
+                type(node), "a shorthand")
+            raise self.fail(node, "E112", f"`when` cannot read the log: {what} here", hint=hint)
+        if sustain is not None:
+            raise self.fail(span, "E112", "`when` holds for the whole run: 'for N steps' has no meaning here",
+                            hint=hint)
 
     # ------------------------------------------------------------ predicates
 
@@ -65,15 +96,26 @@ class _Checker:
         elif isinstance(node, ast.Not):
             self.predicate(node.operand)
         elif isinstance(node, ast.Comparison):
-            self.value(node.left)
-            self.value(node.right)
+            self.comparison(node)
         elif isinstance(node, ast.AppliedShorthand):
-            self.shorthand(node.term)
+            self.predicate(node.term)
         elif isinstance(node, ast.SHORTHAND_TERMS):
             self.shorthand(node)
+        elif isinstance(node, ast.Call) and self._is_applied_shorthand(node):
+            return  # `loss (< 0.5)`: an inline alert's reading, or an error of the whole condition
         else:
             raise self.fail(node, "E103", "expected a comparison here, found a bare value",
                             hint="compare it with something, e.g. 'loss > 2'")
+
+    def comparison(self, node: ast.Comparison) -> None:
+        """Literals (`true`, `'sigmoid'`) are compared with == and != only (spec §3)."""
+        for side in (node.left, node.right):
+            if isinstance(side, ast.Literal):
+                if node.op not in ("==", "!="):
+                    raise self.fail(side, "E111", f"{_kind(side)} can only be compared with == or !=",
+                                    hint="compare numbers with <, <=, >, >=")
+            else:
+                self.value(side)
 
     # ------------------------------------------------------------ shorthand terms
 
@@ -102,6 +144,8 @@ class _Checker:
             self.plain_number(term.tolerance)
             if term.tolerance.value < 0:
                 raise self.fail(term.tolerance, "E105", "the tolerance of flat() cannot be negative")
+        elif isinstance(term, ast.Absent):
+            self.count(term.steps, "the steps of absent(N)", 1, meaning.MAX_STEPS, "absent(100)")
 
     def plain_number(self, number: ast.Number) -> None:
         if number.unit == "%":
@@ -119,13 +163,27 @@ class _Checker:
         if not math.isfinite(number.value):
             raise self.fail(number, "E105", "this number is too large")
 
+    def count(self, node: ast.Node, what: str, low: int, high: int, example: str) -> None:
+        """A whole number from `low` to `high` (windows, lags, steps), or E104."""
+        if not (isinstance(node, ast.Number) and node.unit is None and math.isfinite(node.value)
+                and float(node.value).is_integer() and low <= node.value <= high):
+            raise self.fail(node, "E104", f"{what} must be a whole number from {low} to {high:,}",
+                            hint=f"write e.g. {example}")
+
     # ------------------------------------------------------------ values
 
     def value(self, node: ast.Node) -> None:
         if isinstance(node, ast.Number):
             self.plain_number(node)
-        elif isinstance(node, ast.MetricRef):
+        elif isinstance(node, (ast.MetricRef, ast.StepRef)):
             return
+        elif isinstance(node, ast.ConfigRef):
+            if not node.key:
+                raise self.fail(node, "E103", "'config.' needs a key of the run's configuration",
+                                hint="write e.g. config.beta")
+        elif isinstance(node, ast.Literal):
+            raise self.fail(node, "E111", f"{_kind(node)} cannot be used in arithmetic or as a function's argument",
+                            hint="compare it with == or != (config.loss_type == 'sigmoid')")
         elif isinstance(node, ast.Negative):
             self.value(node.operand)
         elif isinstance(node, ast.BinaryOp):
@@ -139,30 +197,49 @@ class _Checker:
             raise self.fail(node, "E103", "expected a value here, found a condition",
                             hint="comparisons cannot be compared or added; combine them with and/or")
 
+    def _is_applied_shorthand(self, call: ast.Call) -> bool:
+        """`loss (< 0.5)`: a name that is no function, applied to a shorthand in parentheses."""
+        if call.name in meaning.FUNCTIONS or len(call.args) != 1:
+            return False
+        argument = call.args[0]
+        return all(isinstance(leaf, ast.SHORTHAND_TERMS) for leaf in ast.leaves(argument))  # type: ignore[arg-type]
+
     def call(self, call: ast.Call) -> None:
         signature = meaning.FUNCTIONS.get(call.name)
         if signature is None:
+            if self._is_applied_shorthand(call):
+                raise self._shorthand_after_metric(call, call.name)
             close = difflib.get_close_matches(call.name, list(meaning.FUNCTIONS), n=1)
             hint = f"did you mean '{close[0]}'?" if close else None
             known = ", ".join(meaning.FUNCTIONS)
             raise self.fail(call, "E102", f"unknown function '{call.name}' (known: {known})", hint=hint)
         usage = f"{call.name}(metric, W)" if signature.over_series else f"{call.name}(expression)"
-        if len(call.args) != signature.arity:
-            raise self.fail(call, "E103",
-                            f"{call.name}() takes {signature.arity} argument(s), got {len(call.args)}",
+        if signature.lagged:
+            usage += f" or {call.name}(metric, W, L)"
+        if len(call.args) not in signature.arities:
+            takes = " or ".join(str(n) for n in signature.arities)
+            raise self.fail(call, "E103", f"{call.name}() takes {takes} arguments, got {len(call.args)}",
                             hint=f"write {usage}")
         if not signature.over_series:
             self.value(call.args[0])
             return
-        metric, window = call.args
+        metric, window, *lag = call.args
         if not isinstance(metric, ast.MetricRef):
             raise self.fail(metric, "E103", f"the first argument of {call.name}() must be a metric name",
                             hint=f"write {usage}")
-        if not (isinstance(window, ast.Number) and window.unit is None
-                and float(window.value).is_integer() and window.value >= 1):
-            raise self.fail(window, "E104",
-                            f"the window of {call.name}() must be a whole number of values, at least 1",
-                            hint=f"write {usage}, e.g. {call.name}({metric.name}, 20)")
+        name = metric.name
+        self.count(window, f"the window of {call.name}()", 1, meaning.MAX_WINDOW, f"{call.name}({name}, 20)")
+        if lag:
+            self.count(lag[0], f"the lag of {call.name}()", 0, meaning.MAX_WINDOW, f"{call.name}({name}, 20, 1)")
+
+
+def _kind(literal: ast.Literal) -> str:
+    return "a boolean" if isinstance(literal.value, bool) else "a text"
+
+
+def check_when(body: ast.Predicate, sustain: int | None, span: Span, source: str) -> ast.Condition:
+    """A rule's `when`: a predicate over `config.KEY` and literals only (spec §1, §3), or RuleSyntaxError."""
+    return _Checker(source, mode="when").condition(body, sustain, span)
 
 
 def check_condition(body: ast.Predicate, sustain: int | None, span: Span, source: str) -> ast.Condition:
@@ -187,14 +264,19 @@ def inline_shorthand(body: ast.Predicate, condition_span: Span, source: str
         return None  # the text starts with '(' or 'not', not with the metric
     if any(not isinstance(t, ast.SHORTHAND_TERMS) for t in rest):
         return None
+    start: int | None = None  # where the condition after the metric begins, when not at the term
     if isinstance(first, ast.AppliedShorthand):
         metric, term = first.metric, first.term
     elif (isinstance(first, ast.Comparison) and isinstance(first.left, ast.MetricRef)
           and _is_number_literal(first.right)):
         metric, term = first.left, _as_shorthand_compare(first, source)
+    elif isinstance(first, ast.Call) and _Checker(source)._is_applied_shorthand(first):
+        # `loss (< 0.5 or > 2)`: read as a call of `loss`, a name that is no function
+        metric = ast.MetricRef(first.name, Span.at(source, first.span.start, len(first.name)))
+        term, start = first.args[0], source.index("(", metric.span.end)  # type: ignore[assignment]
     else:
         return None
-    span = _from(term.span.start, condition_span, source)
+    span = _from(term.span.start if start is None else start, condition_span, source)
     return metric, _with_first_leaf(body, term, source), span
 
 

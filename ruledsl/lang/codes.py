@@ -42,8 +42,8 @@ _TABLE = [
          "mean, min, max, std, sum, delta, baseline, abs."),
     Code("E103", "wrong operand", "A value where a comparison is needed (`loss` alone), a comparison where a "
          "value is needed, or a function argument of the wrong kind."),
-    Code("E104", "bad window or count", "A window, `delta` distance or `for N steps` that is not a whole "
-         "number of at least 1."),
+    Code("E104", "bad window or count", "A window, lag, `delta` distance, `absent(N)` or `for N steps` that is "
+         "not a whole number in range (windows and lags up to 100,000 values, steps up to 10^12)."),
     Code("E105", "bad number", "A number that does not fit its place: `range(a, b)` with a > b, a percentage "
          "outside drop()/rise(), a multiplier outside spike(), a non-positive percentage or factor, a negative "
          "flat() tolerance, or a number too large."),
@@ -51,7 +51,16 @@ _TABLE = [
     Code("E107", "too long", "The text is longer than the limit (4096 characters)."),
     Code("E108", "mixed styles", "A shorthand (`< 0.5`, `drop(50%)`) mixed with comparisons that name metrics, "
          "or a shorthand written after a metric name in a rule file (give the metric in `metric:`)."),
-    Code("E109", "nonfinite combined", "`nonfinite` stands alone; it cannot be combined with `and`/`or`/`not`."),
+    Code("E109", "term combined", "`nonfinite` and `absent(N)` stand alone; they cannot be combined with "
+         "`and`/`or`/`not`."),
+    Code("E110", "no metric", "A full expression that names no metric (`step > 100` alone): it would never be "
+         "evaluated."),
+    Code("E111", "type mismatch", "A boolean or text literal (`true`, `'sigmoid'`) used with <, <=, >, >= or in "
+         "arithmetic: literals are compared with == and != only."),
+    Code("E112", "when reads the log", "A rule's `when` names a metric, `step`, a function, a shorthand or "
+         "`for N steps`: it holds only comparisons of `config.KEY` with literals."),
+    Code("E113", "pattern out of place", "A metric pattern (`rewards/*/std`) anywhere but a shorthand rule's "
+         "`metric` (or the metric an inline alert starts with), or with `**`."),
     Code("E201", "bad template", "The message template has an unknown field, a bad format spec, or braces "
          "that do not pair. Fields: value, metric, step, run, name, severity, trainer, window, threshold, "
          "baseline; specs: the numeric mini-language (`.3f`, `.1%`, `.2e`, `,`)."),

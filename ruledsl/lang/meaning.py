@@ -14,6 +14,7 @@ type or a statistic is missing from any of them.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -30,6 +31,7 @@ class Statistic(enum.Enum):
     LAST = "x"  # x_i itself
     RAW = "raw"  # the key's last logged value, NaN and ±inf included (a series of its own)
     FIRST_MEAN = "B"  # the mean of the first W values of the run
+    GAP = "gap"  # s − L: the steps since the key was last present, at a row of step s
 
     @property
     def keeps(self) -> Callable[[int], int]:
@@ -47,6 +49,7 @@ _KEEPS: dict[Statistic, Callable[[int], int]] = {
     Statistic.LAST: lambda w: 1,
     Statistic.RAW: lambda w: 1,
     Statistic.FIRST_MEAN: lambda w: 1,  # recorded once, when the W-th value arrives
+    Statistic.GAP: lambda w: 1,  # the step it was last present at
 }
 _WORDS: dict[Statistic, str] = {
     Statistic.SMOOTHED: "the mean of the last {W} values of {metric}",
@@ -55,6 +58,7 @@ _WORDS: dict[Statistic, str] = {
     Statistic.LAST: "a value of {metric}",
     Statistic.RAW: "{metric} as logged",
     Statistic.FIRST_MEAN: "the mean of the first {W} values of {metric} in the run",
+    Statistic.GAP: "the number of steps since {metric} was last logged",
 }
 
 
@@ -94,6 +98,10 @@ TERMS: dict[type, TermSignature] = {
         lambda t: cast(ast.Flat, t).tolerance.value),
     ast.NonFinite: TermSignature(
         "nonfinite", (Statistic.RAW,), lambda w: 0, Statistic.RAW, None, lambda t: None),
+    # evaluated at every logged step of the run after the key's first appearance (not a series index)
+    ast.Absent: TermSignature(
+        "absent", (Statistic.GAP,), lambda w: 0, Statistic.GAP, None,
+        lambda t: cast(ast.Absent, t).steps.value),
 }
 
 
@@ -106,30 +114,57 @@ class FunctionSignature:
     over_series: bool  # True: (metric, integer window) ; False: (expression)
     meaning: str
     lookback: int = -1  # the first index is W + lookback: W-1 for a window of W values, W for delta's x_(i-W)
+    lagged: bool = False  # takes a third argument L: the window ending L values before the current one
 
-    def first_index(self, window: int) -> int:
-        """The first series index i at which the function is defined."""
-        return window + self.lookback
+    @property
+    def arities(self) -> tuple[int, ...]:
+        return (self.arity, self.arity + 1) if self.lagged else (self.arity,)
 
-    def keeps(self, window: int) -> int:
+    def first_index(self, window: int, lag: int = 0) -> int:
+        """The first series index i at which the function is defined (W + L values seen)."""
+        return window + self.lookback + lag
+
+    def keeps(self, window: int, lag: int = 0) -> int:
         """How many of the last values a live series keeps for it (x_(i-first) … x_i)."""
-        return self.first_index(window) + 1
+        return self.first_index(window, lag) + 1
 
 
 FUNCTIONS: dict[str, FunctionSignature] = {
     f.name: f
     for f in (
-        FunctionSignature("mean", 2, True, "mean of the last W values"),
-        FunctionSignature("min", 2, True, "smallest of the last W values"),
-        FunctionSignature("max", 2, True, "largest of the last W values"),
-        FunctionSignature("std", 2, True, "population standard deviation of the last W values"),
-        FunctionSignature("sum", 2, True, "sum of the last W values"),
+        FunctionSignature("mean", 2, True, "mean of the last W values", lagged=True),
+        FunctionSignature("min", 2, True, "smallest of the last W values", lagged=True),
+        FunctionSignature("max", 2, True, "largest of the last W values", lagged=True),
+        FunctionSignature("std", 2, True, "population standard deviation of the last W values", lagged=True),
+        FunctionSignature("sum", 2, True, "sum of the last W values", lagged=True),
         FunctionSignature("delta", 2, True, "x_i - x_(i-k)", lookback=0),
         FunctionSignature("baseline", 2, True, "mean of the first W values"),
         FunctionSignature("abs", 1, False, "absolute value"),
     )
 }
 SERIES_FUNCTIONS = tuple(name for name, f in FUNCTIONS.items() if f.over_series)
+# Bounds of every count a rule gives (windows, lags, `for`, `min_steps`, `absent`): a rule beyond them
+# is refused when it is written (E104), so no engine ever allocates for a window of 10^12 values.
+MAX_WINDOW = 100_000
+MAX_STEPS = 10**12
+
+
+def is_pattern(metric: str) -> bool:
+    """A metric pattern (`rewards/*/std`): `*` stands for one or more characters other than `/`."""
+    return "*" in metric
+
+
+def pattern_problem(metric: str) -> str | None:
+    """Why a pattern is not one (spec §2), or None."""
+    if "**" in metric:
+        return "'**' is not a pattern: '*' matches within one part of a key (no '/')"
+    return None
+
+
+def pattern_regex(metric: str) -> re.Pattern[str]:
+    """The keys a pattern matches, whole."""
+    return re.compile("".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", metric))
+                      + r"\Z")
 
 
 def term(node: ast.ShorthandTerm) -> TermSignature:

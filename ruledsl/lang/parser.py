@@ -108,12 +108,15 @@ def _error(text: str, offset: int, message: str, *, code: str, hint: str | None 
     return RuleSyntaxError(Diagnostic(code, message, span, hint), text, expected)
 
 
+CONFIG_PREFIX = "config."  # `config.beta`: a key of the run's configuration (reserved prefix)
+
 # Words for the grammar's terminals, so that authors never read `LPAR` or `__ANON_3`.
 _TERMINAL_WORDS = {
     "NUMBER": "a number",
     "INT": "a whole number",
     "NAME": "a metric name",
     "QUOTED_NAME": "a `quoted` metric name",
+    "STRING": "a quoted text ('sigmoid')",
     "COMPARATOR": "a comparison (<, <=, >, >=, ==, !=)",
     "LPAR": "'('",
     "RPAR": "')'",
@@ -135,7 +138,7 @@ _TERMINAL_WORDS = {
     "MESSAGE": "a message",
     "$END": "the end of the text",
 }
-_SHORTHAND_KEYWORDS = {"RANGE", "OUTSIDE", "DROP", "RISE", "SPIKE", "FLAT", "NONFINITE"}
+_SHORTHAND_KEYWORDS = {"RANGE", "OUTSIDE", "DROP", "RISE", "SPIKE", "FLAT", "NONFINITE", "ABSENT"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH"}
 
 
@@ -305,6 +308,12 @@ class _ToAst(Transformer[Token, ast.Predicate]):  # the root: a predicate, or a 
         metric, term = children
         return ast.AppliedShorthand(metric, term, self._span(meta))
 
+    def applied_negation(self, meta: Meta, children: list[Any]) -> ast.AppliedShorthand:
+        """`loss not range(0.6, 0.8)`: the metric, then a negated shorthand."""
+        metric, keyword, operand = children
+        negation = ast.Not(operand, Span.at(self._text, keyword.start_pos, operand.span.end - keyword.start_pos))
+        return ast.AppliedShorthand(metric, negation, self._span(meta))
+
     # shorthand terms
     def shorthand_number(self, meta: Meta, children: list[Token]) -> ast.Number:
         sign = -1.0 if children[0].type == "MINUS" else 1.0
@@ -339,6 +348,9 @@ class _ToAst(Transformer[Token, ast.Predicate]):  # the root: a predicate, or a 
     def nonfinite(self, meta: Meta, children: list[Token]) -> ast.NonFinite:
         return ast.NonFinite(self._span(meta))
 
+    def absent(self, meta: Meta, children: list[Any]) -> ast.Absent:
+        return ast.Absent(children[1], self._span(meta))
+
     # arithmetic
     def sum(self, meta: Meta, children: list[Any]) -> ast.Value:
         return self._fold(children)
@@ -363,8 +375,19 @@ class _ToAst(Transformer[Token, ast.Predicate]):  # the root: a predicate, or a 
         unit = str(children[1]) if len(children) > 1 else None
         return ast.Number(float(children[0]), self._span(meta), unit)
 
-    def metric(self, meta: Meta, children: list[Token]) -> ast.MetricRef:
-        return ast.MetricRef(str(children[0]), self._span(meta))
+    def metric(self, meta: Meta, children: list[Token]) -> ast.Value:
+        """A bare name: a metric, unless it is a reserved one (`step`, `true`, `false`, `config.KEY`)."""
+        name, span = str(children[0]), self._span(meta)
+        if name == "step":
+            return ast.StepRef(span)
+        if name in ("true", "false"):
+            return ast.Literal(name == "true", span)
+        if name == "config" or name.startswith(CONFIG_PREFIX):
+            return ast.ConfigRef(name[len(CONFIG_PREFIX):], span)
+        return ast.MetricRef(name, span)
+
+    def string(self, meta: Meta, children: list[Token]) -> ast.Literal:
+        return ast.Literal(str(children[0])[1:-1], self._span(meta))
 
     def quoted_metric(self, meta: Meta, children: list[Token]) -> ast.MetricRef:
         return ast.MetricRef(str(children[0])[1:-1], self._span(meta))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ruledsl.lang import ast
-from ruledsl.lang.checker import check_condition, inline_shorthand
+from ruledsl.lang import ast, meaning
+from ruledsl.lang.checker import check_condition, check_when, inline_shorthand
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 from ruledsl.lang.parser import parse_condition_tree, parse_inline_tree
 from ruledsl.lang.templates import Template, parse_template
@@ -19,6 +19,12 @@ def parse_condition(text: str) -> ast.Condition:
     """Parse and check a rule's condition, or raise RuleSyntaxError (line, column, caret)."""
     body, sustain, span = parse_condition_tree(text)
     return check_condition(body, sustain, span, text)
+
+
+def parse_when(text: str) -> ast.Condition:
+    """Parse and check a rule's `when` (comparisons of config.KEY with literals), or raise RuleSyntaxError."""
+    body, sustain, span = parse_condition_tree(text)
+    return check_when(body, sustain, span, text)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,9 @@ def read_inline_alert(text: str) -> InlineAlert:
     if reading is not None:
         metric_ref, body, span = reading
         metric = metric_ref.name
+        problem = meaning.pattern_problem(metric)
+        if problem:
+            raise RuleSyntaxError(Diagnostic("E113", problem, metric_ref.span), text)
     condition = check_condition(body, tree.sustain, span, text)
     message_offset = text.rstrip().rfind(tree.message) if tree.message else len(text)
     try:
