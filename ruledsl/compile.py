@@ -9,10 +9,13 @@ business (ruledsl.engines.batch, ruledsl.engines.live).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ruledsl.lang import ast, configuration
+from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.lang.meaning import threshold_of
 from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.rule import Rule, rule_from_inline
@@ -23,6 +26,36 @@ class CompiledRule:
     rule: Rule
     candidates: Mapping[str, tuple[str, ...]]  # metric as written → log keys to try, in order
     threshold: float | None  # spec §5: the first number of the first term
+
+    @property
+    def needs_config(self) -> bool:
+        """Whether it reads the run's configuration: a `when`, or `config.KEY` in its condition."""
+        return _when(self.rule) is not None or bool(ast.config_keys(self.rule.condition.body))
+
+
+def _when(rule: Rule) -> ast.Condition | None:
+    return getattr(rule, "when", None)  # the field arrives with the rule model's `when:`
+
+
+def bind(compiled: CompiledRule, config: Mapping[str, Any]) -> CompiledRule | NotEvaluated:
+    """The rule as it runs on a run with this configuration (docs/language.md §2), or why it does not.
+
+    A rule that reads no configuration is returned as it is; `{threshold}` keeps the
+    number written in the rule (a `config.KEY` there is no number literal).
+    """
+    when = _when(compiled.rule)
+    if when is not None:
+        verdict = configuration.holds(when, config)
+        if isinstance(verdict, NotEvaluated):
+            return verdict
+        if not verdict:
+            return NotEvaluated(configuration.WHEN_FALSE, f"when: {when.text} is false on this run")
+    condition = configuration.bind(compiled.rule.condition, config)
+    if isinstance(condition, NotEvaluated):
+        return condition
+    if condition is compiled.rule.condition:
+        return compiled
+    return dataclasses.replace(compiled, rule=dataclasses.replace(compiled.rule, condition=condition))
 
 
 @dataclass(frozen=True)
@@ -35,6 +68,11 @@ class RuleSet:
 
     def __iter__(self) -> Iterator[CompiledRule]:
         return iter(self.rules)
+
+    @property
+    def needs_config(self) -> bool:
+        """Whether some rule reads the run's configuration (`when` or `config.KEY`)."""
+        return any(c.needs_config for c in self)
 
     def read_keys(self) -> set[str]:
         """Every log key the rules may read (each metric's candidates)."""
