@@ -48,9 +48,14 @@ def test_equals_sign_gets_a_hint():
 
 @pytest.mark.parametrize("text, code, words", [
     ("maen(loss, 3) > 1", "E102", "did you mean 'mean'"),
-    ("mean(loss) > 1", "E103", "takes 2 argument"),
+    ("mean(loss) > 1", "E103", "takes 2 or 3 arguments"),
+    ("delta(loss, 1, 1) > 1", "E103", "takes 2 arguments"),
     ("mean(2, 3) > 1", "E103", "must be a metric name"),
-    ("mean(loss, 0) > 1", "E104", "at least 1"),
+    ("mean(loss, 0) > 1", "E104", "from 1 to 100,000"),
+    ("mean(loss, 99999999999999999999) > 1", "E104", "from 1 to 100,000"),
+    ("mean(loss, 3, -1) > 1", "E104", "the lag of mean()"),
+    ("absent(0)", "E104", "from 1 to"),
+    ("absent(2.5)", "E104", "whole number"),
     ("mean(loss, 2.5) > 1", "E104", "whole number"),
     ("delta(loss, -1) > 1", "E104", "whole number"),
     ("range(2, 1)", "E105", "a <= b"),
@@ -70,7 +75,16 @@ def test_equals_sign_gets_a_hint():
     ("loss drop(50%)", "E108", "cannot follow a metric"),
     ("loss", "E103", "expected a comparison"),
     ("(a < 1) + 2 > 1", "E103", "expected a value"),
-    ("< 0.5 for 0 steps", "E104", "at least 1"),
+    ("< 0.5 for 0 steps", "E104", "from 1 to"),
+    ("absent(3) or < 1", "E109", "cannot be combined"),
+    ("step > 100", "E110", "names no metric"),
+    ("config.beta > 0.1", "E110", "names no metric"),
+    ("true < loss", "E111", "only be compared with == or !="),
+    ("loss + 'x' > 1", "E111", "cannot be used in arithmetic"),
+    ("mean(true, 3) > 1", "E103", "must be a metric name"),
+    ("`a/*/b` > 1", "E113", "pattern"),
+    ("loss (< 0.5)", "E108", "cannot follow a metric"),
+    ("config. > loss", "E103", "needs a key"),
 ])
 def test_semantic_errors(text, code, words):
     error = error_of(text)

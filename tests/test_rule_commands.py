@@ -115,8 +115,8 @@ def test_explain_a_builtin_rule():
     result = ruledsl("explain", "dpo_loss_stuck_ln2")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "Fires when the mean of the last 5 values of loss is between 0.68 and 0.71 (inclusive) at 50 " \
-           "consecutive evaluations." in text
+    assert "Fires when the mean of the last 5 values of loss is between 0.68 and 0.71 (inclusive) and has held " \
+           "at every evaluation for at least 50 training steps" in text
     assert "dpo loss → loss" in text
     assert "Compiled polars query (trainer dpo):" in text and 'col("key").is_in' in text
 
@@ -130,7 +130,8 @@ def test_explain_resolves_aliases_per_trainer_for_a_file_and_an_inline_alert(tmp
     assert "WITH_COLUMNS" not in result.stdout
     inline = ruledsl("explain", "grpo: importance_sampling_ratio < 0.5 for 3 steps -> high: IS collapsed")
     assert inline.returncode == 0
-    assert "importance_sampling_ratio is below 0.5 at 3 consecutive evaluations" in inline.stdout
+    assert "importance_sampling_ratio is below 0.5 and has held at every evaluation for at least 3 training " \
+           "steps" in " ".join(inline.stdout.split())
     assert "sampling/importance_sampling_ratio/mean" in inline.stdout
 
 

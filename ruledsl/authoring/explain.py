@@ -34,10 +34,14 @@ def meaning(rule: Rule) -> str:
         text = _predicate(condition.body)
     parts = [f"Fires when {text}"]
     if rule.sustain > 1:
-        parts.append(f"at {rule.sustain} consecutive evaluations")
+        parts.append(f"and has held at every evaluation for at least {rule.sustain} training steps "
+                     f"(the streak's last step minus its first is {rule.sustain - 1} or more)")
     sentence = " ".join(parts) + "."
+    when = getattr(rule, "when", None)
+    if when is not None:
+        sentence += f" Applies only to runs whose configuration satisfies {when.text}."
     if rule.min_steps > 0:
-        sentence += f" Never before {rule.min_steps} values of the metric were seen."
+        sentence += f" Never at a training step below {rule.min_steps}."
     return sentence + " Each run of consecutive firing evaluations is one alert episode."
 
 
@@ -73,6 +77,7 @@ TERM_WORDS: dict[type, Callable[[Any, Said], str]] = {
         f"(that mean being positive)"),
     ast.Flat: lambda n, said: f"{said(Statistic.SPREAD)} is at most {_num(n.tolerance)}",
     ast.NonFinite: lambda n, said: f"{said(Statistic.RAW)} is NaN or ±infinity",
+    ast.Absent: lambda n, said: f"{said(Statistic.GAP)} is at least {_num(n.steps)} (it stopped arriving)",
 }
 
 
@@ -93,12 +98,17 @@ def _call(node: ast.Call) -> str:
     if node.name == "delta":
         return f"[the change of {node.metric.name} over the last {node.window} values]"
     words = FUNCTIONS[node.name].meaning.replace("W", str(node.window))
+    if node.lag:
+        words += f" ending {node.lag} value{'s' if node.lag > 1 else ''} before the current one"
     return f"[{words} of {node.metric.name}]"
 
 
 VALUE_WORDS: dict[type, Callable[[Any], str]] = {
     ast.Number: lambda n: _num(n),
     ast.MetricRef: lambda n: n.name,
+    ast.StepRef: lambda n: "the training step",
+    ast.ConfigRef: lambda n: f"the run's config.{n.key}",
+    ast.Literal: lambda n: ("true" if n.value else "false") if isinstance(n.value, bool) else repr(n.value),
     ast.Negative: lambda n: f"minus {_value(n.operand)}",
     ast.BinaryOp: lambda n: f"({_value(n.left)} {n.op} {_value(n.right)})",
     ast.Call: _call,
@@ -123,5 +133,5 @@ def compiled_plan(rule: Rule, trainer: str | None = None, catalog: Catalog | Non
     log = to_log_frame(pl.DataFrame({"run": ["run"] * len(keys), "step": [0] * len(keys),
                                      "key": keys, "value": [1.0] * len(keys)}))
     plans = [frame.explain(optimized=True) for frame, _ in
-             polars_backend.rule_frames([(rule, compiled.candidates)], log)]
+             polars_backend.rule_frames([polars_backend.RuleInput(rule, compiled.candidates)], log)]
     return "\n\n".join(plans)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from typing import cast
 
 from ruledsl.lang import ast, meaning
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
@@ -73,7 +74,7 @@ class _Checker:
             "e.g. condition: 'drop(50%)'; inline alerts may start with the metric",
         )
 
-    def _configuration_only(self, body: ast.Predicate, shorthand: list[ast.Predicate], sustain: int | None,
+    def _configuration_only(self, body: ast.Predicate, shorthand: list[ast.ShorthandTerm], sustain: int | None,
                             span: Span) -> None:
         """`when` reads the run's configuration: no metric, `step`, function, shorthand or `for`."""
         hint = "`when` compares config.KEY with literals, e.g. \"config.use_vllm == true\"; put the rest in `condition`"
@@ -283,8 +284,10 @@ def inline_shorthand(body: ast.Predicate, condition_span: Span, source: str
 def _as_shorthand_compare(comparison: ast.Comparison, source: str) -> ast.ShorthandCompare:
     """`loss < -0.5` read as the term `< -0.5` (one number, its sign folded in)."""
     right = comparison.right
-    value = right.value if isinstance(right, ast.Number) else -right.operand.value  # type: ignore[union-attr]
-    unit = right.unit if isinstance(right, ast.Number) else right.operand.unit  # type: ignore[union-attr]
+    number = right if isinstance(right, ast.Number) else cast(ast.Negative, right).operand
+    assert isinstance(number, ast.Number)  # _is_number_literal chose this comparison
+    value = number.value if number is right else -number.value
+    unit = number.unit
     threshold = ast.Number(value, right.span, unit)
     op_start = source.index(comparison.op, comparison.left.span.end)
     return ast.ShorthandCompare(comparison.op, threshold, _from(op_start, comparison.span, source))

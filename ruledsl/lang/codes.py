@@ -79,8 +79,9 @@ _TABLE = [
          "from another TRL version; the rule then never fires. The hint suggests close names."),
     Code("W002", "exact comparison", "`==` or `!=` compares floating-point means exactly; prefer "
          "`range(a, b)` or `outside(a, b)`."),
-    Code("W003", "min_steps has no effect", "`min_steps` is not more than the number of values the condition "
-         "needs before it can fire anyway, so it suppresses nothing."),
+    Code("W003", "min_steps has no effect", "`min_steps` (a training step) is not above the earliest step at "
+         "which the condition can fire on any log (its first evaluation, then `for N steps`), so it suppresses "
+         "nothing."),
     Code("W004", "window ignored", "`window` smooths shorthand conditions only; a full expression takes its "
          "windows from its functions (`mean(loss, 20)`)."),
     Code("W005", "template field renders n/a", "The message uses a field that does not apply to this rule "

@@ -97,14 +97,14 @@ def _substitute(node: ast.Node, values: Mapping[str, Any]) -> ast.Node:
         if kind_of(value) == "number":
             return ast.Number(float(value), node.span)
         return ast.Literal(value, node.span)
-    changes = {}
-    for field in dataclasses.fields(node):  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(node):
         child = getattr(node, field.name)
         if isinstance(child, tuple) and child and all(_is_node(c) for c in child):
             changes[field.name] = tuple(_substitute(c, values) for c in child)
         elif _is_node(child):
             changes[field.name] = _substitute(child, values)
-    return dataclasses.replace(node, **changes) if changes else node  # type: ignore[type-var]
+    return dataclasses.replace(node, **changes) if changes else node
 
 
 def _is_node(value: object) -> bool:

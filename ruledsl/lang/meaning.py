@@ -176,6 +176,14 @@ def first_index(body: ast.Predicate, window: int) -> int:
     return max(term(leaf).first_index(window) for leaf in ast.leaves(body))  # type: ignore[arg-type]
 
 
+def reported_operand(body: ast.Predicate) -> ast.Value:
+    """What `{value}` reports for a full expression: the left operand of its first comparison, in
+    source order, that names a metric (`step` and `config.KEY` do not count), docs/language.md §4."""
+    comparisons = [n for n in ast.walk(body) if isinstance(n, ast.Comparison)]
+    naming = [c for c in comparisons if ast.metric_names(c)]
+    return (naming or comparisons)[0].left
+
+
 def threshold_of(condition: ast.Condition) -> float | None:
     """Spec §5: the first number of the first term (n/a for a non-numeric right operand)."""
     first = ast.leaves(condition.body)[0]

@@ -108,12 +108,14 @@ def exact_comparisons(rule_file: LoadedRule, context: LintContext) -> Iterator[D
 @check
 def ineffective_min_steps(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
     rule = rule_file.rule
-    needed = values_needed(rule.condition, rule.window) + rule.sustain - 1
-    if 0 < rule.min_steps <= needed:
-        yield Diagnostic("W003", f"min_steps {rule.min_steps} suppresses nothing: the condition needs {needed} "
-                         f"values before it can fire anyway", rule_file.document.span_of(("min_steps",)),
+    # Logged at every step from step 0, the first evaluation is at step (values needed - 1) at
+    # the earliest, and `for N steps` adds N - 1 steps: no log can make the rule fire sooner.
+    earliest = values_needed(rule.condition, rule.window) - 1 + rule.sustain - 1
+    if 0 < rule.min_steps <= earliest:
+        yield Diagnostic("W003", f"min_steps {rule.min_steps} suppresses nothing: the condition cannot fire "
+                         f"before step {earliest} on any log", rule_file.document.span_of(("min_steps",)),
                          severity="warning", field="min_steps",
-                         hint=f"remove it, or raise it above {needed} to wait longer")
+                         hint=f"remove it, or raise it above {earliest} to wait longer (it is a training step)")
 
 
 def values_needed(condition: ast.Condition, window: int) -> int:

@@ -7,16 +7,18 @@ build the plan and over the final episodes to format their messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import polars as pl
 
 from ruledsl.alerts import AlertRecord, episode_message
-from ruledsl.compile import CompiledRule, RuleLike, RuleSet, compile_rules
+from ruledsl.compile import CompiledRule, RuleLike, RuleSet, bind, compile_rules
 from ruledsl.engines.batch import polars_backend as backend
-from ruledsl.engines.batch.frames import RUN, STEP, VALUE, LogFrame, to_log_frame
+from ruledsl.engines.batch.frames import RUN, STEP, VALUE, LogFrame, block_starts, to_log_frame
+from ruledsl.lang import meaning
+from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.model.catalog import Catalog
 
 Engine = Literal["in-memory", "auto", "streaming"]  # polars' collect engines this module asks for
@@ -32,11 +34,13 @@ SMALL_LOG_ROWS = 400_000
 
 
 def evaluate(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-             catalog: Catalog | None = None, output: str = "polars", lazy: bool = False) -> Any:
-    """Every evaluation of every rule: run, step, rule, fired, value."""
+             catalog: Catalog | None = None, output: str = "polars", lazy: bool = False,
+             config: ConfigArg = None) -> Any:
+    """Every evaluation of every rule: run, step, rule, fired, value (`config` as for `audit`)."""
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    parts = [c.evaluations(rule_frame) for rule_frame, columns in _frames(rule_set, log) for c in columns]
+    plan = _plan(log, rule_set, configs_of(config))
+    parts = [c.evaluations(rule_frame) for rule_frame, columns in plan.frames() for c in columns]
     query = pl.concat(parts, how="vertical") if parts else _empty_evaluations(log)
     if lazy:
         return query
@@ -50,25 +54,100 @@ def collect_engine(logs: Sequence[LogFrame]) -> Engine:
     return "in-memory" if small else "auto"
 
 
-def _frames(rule_set: RuleSet, log: LogFrame) -> list[tuple[pl.LazyFrame, list[backend.RuleColumns]]]:
-    return backend.rule_frames([(c.rule, c.candidates) for c in rule_set], log)
-
-
 def _empty_evaluations(log: LogFrame) -> pl.LazyFrame:
     return log.lazy.select(RUN, STEP).head(0).with_columns(
         pl.lit(None, dtype=pl.String).alias("rule"), pl.lit(None, dtype=pl.Boolean).alias(backend.FIRED),
         pl.lit(None, dtype=pl.Float64).alias(VALUE))
 
 
+# ---------------------------------------------------------------- configurations and patterns
+
+ConfigArg = Mapping[str, Any] | None
+ConfigOf = Callable[[Any], Mapping[str, Any]]
+
+
+def configs_of(config: ConfigArg) -> ConfigOf | None:
+    """`config` as a function of a run: one mapping for every run, or run id → mapping (when
+    every value is a mapping), docs/language.md §2."""
+    if config is None:
+        return None
+    if config and all(isinstance(v, Mapping) for v in config.values()):
+        return lambda run: config.get(run) or {}
+    return lambda run: config
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A rule not evaluated on a run, and why (a coverage record, docs/language.md §4)."""
+
+    run: Any
+    rule: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class _Plan:
+    """What one log is audited with: every rule as its frames read it, and the rules left out."""
+
+    log: LogFrame
+    inputs: list[backend.RuleInput]
+    skipped: list[Skipped]
+
+    def frames(self) -> list[tuple[pl.LazyFrame, list[backend.RuleColumns]]]:
+        return backend.rule_frames(self.inputs, self.log)
+
+
+def _plan(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None) -> _Plan:
+    plan = _Plan(log, [], [])
+    bound = _bound_per_run(log, rule_set, configs, plan.skipped) if rule_set.needs_config else {}
+    for compiled in rule_set:
+        for variant, runs in bound.get(compiled.rule.name, [(compiled, None)]):
+            for candidates in _expanded(variant, log):
+                plan.inputs.append(backend.RuleInput(variant.rule, candidates, runs))
+    return plan
+
+
+def _bound_per_run(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None, skipped: list[Skipped]
+                   ) -> dict[str, list[tuple[CompiledRule, tuple[Any, ...]]]]:
+    """Rules that read the configuration, bound per run: runs sharing a binding share its frames."""
+    runs = log.lazy.select(pl.col(RUN).filter(block_starts())).collect()[RUN].to_list()
+    found: dict[str, list[tuple[CompiledRule, tuple[Any, ...]]]] = {}
+    for compiled in (c for c in rule_set if c.needs_config):
+        variants: dict[int, tuple[CompiledRule, list[Any]]] = {}
+        for run in runs:
+            outcome = bind(compiled, configs(run) if configs else {})
+            if isinstance(outcome, NotEvaluated):
+                skipped.append(Skipped(run, compiled.rule.name, outcome.reason, outcome.detail))
+                continue
+            key = hash(repr(outcome.rule.condition.body))
+            variants.setdefault(key, (outcome, []))[1].append(run)
+        found[compiled.rule.name] = [(variant, tuple(members)) for variant, members in variants.values()]
+    return found
+
+
+def _expanded(compiled: CompiledRule, log: LogFrame) -> list[Mapping[str, tuple[str, ...]]]:
+    """A pattern rule once per key of the log it matches (aliases do not apply to patterns)."""
+    metric = compiled.rule.metric
+    if metric is None or not meaning.is_pattern(metric):
+        return [compiled.candidates]
+    return [{metric: (key,)} for key in log.matching(meaning.pattern_regex(metric))]
+
+
 # ---------------------------------------------------------------- audit
 
 
 def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-          catalog: Catalog | None = None, output: str = "polars", streaming: bool = False) -> Any:
-    """One record per alert episode, with exactly the fields of spec §4."""
+          catalog: Catalog | None = None, output: str = "polars", streaming: bool = False,
+          config: ConfigArg = None) -> Any:
+    """One record per alert episode, with exactly the fields of docs/language.md §4.
+
+    `config` is the runs' configuration (§2): one mapping for every run, or a mapping from
+    run id to each run's mapping (when every value of `config` is a mapping).
+    """
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    return _deliver(_audit_logs([(log, rule_set, None)], streaming), output, log)
+    return _deliver(_audit_logs([_Group(log, rule_set, None, configs_of(config))], streaming)[0], output, log)
 
 
 @dataclass(frozen=True)
@@ -81,39 +160,57 @@ class AuditGroup:
     # frame (None: the value itself). A reader names the runs of a table `<file>/<run>`;
     # mapping the few records is much cheaper than building that string on every row.
     run_id: Callable[[Any], Any] | None = None
+    # The configuration of a run of `frame` (docs/language.md §2), from its value in the frame;
+    # None: no run has one.
+    config: ConfigOf | None = None
+
+
+@dataclass(frozen=True)
+class _Group:
+    log: LogFrame
+    rules: RuleSet
+    run_id: Callable[[Any], Any] | None
+    configs: ConfigOf | None
 
 
 def audit_by_trainer(groups: Sequence[AuditGroup], *, streaming: bool = False) -> pl.DataFrame:
     """Audit frames whose runs come from different trainers, each with its own rules.
 
-    Every group goes through one query. Records are sorted by run, first_step, rule.
+    Every group goes through one query. Records are sorted by run, first_step, rule, metric.
     """
-    return _audit_logs([(to_log_frame(g.frame), g.rules, g.run_id) for g in groups], streaming)
+    return audit_groups(groups, streaming=streaming)[0]
 
 
-def _audit_logs(pairs: list[tuple[LogFrame, RuleSet, Callable[[Any], Any] | None]], streaming: bool
-                ) -> pl.DataFrame:
-    """The episodes of every (log, rule set, run ids) group, from one collected query."""
-    queries = []
-    for group, (log, rule_set, _) in enumerate(pairs):
-        parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in _frames(rule_set, log)]
+def audit_groups(groups: Sequence[AuditGroup], *, streaming: bool = False) -> tuple[pl.DataFrame, list[Skipped]]:
+    """`audit_by_trainer`, and the rules each run's configuration kept from being evaluated."""
+    return _audit_logs([_Group(to_log_frame(g.frame), g.rules, g.run_id, g.config) for g in groups], streaming)
+
+
+def _audit_logs(groups: list[_Group], streaming: bool) -> tuple[pl.DataFrame, list[Skipped]]:
+    """The episodes of every group, from one collected query, and the rules not evaluated."""
+    queries, skipped = [], []
+    for number, group in enumerate(groups):
+        plan = _plan(group.log, group.rules, group.configs)
+        skipped += [replace(s, run=group.run_id(s.run)) if group.run_id else s for s in plan.skipped]
+        parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in plan.frames()]
         if parts:
             queries.append(backend.episodes(pl.concat(parts, how="vertical"))
-                           .with_columns(pl.lit(group, dtype=pl.Int64).alias(GROUP)))
-    schema = _record_schema(pairs[0][0] if pairs else None, renamed=any(run_id for _, _, run_id in pairs))
+                           .with_columns(pl.lit(number, dtype=pl.Int64).alias(GROUP)))
+    schema = _record_schema(groups[0].log if groups else None, renamed=any(g.run_id for g in groups))
     if not queries:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=schema), skipped
     query = pl.concat(queries, how="vertical_relaxed")
-    found = query.collect(engine="streaming" if streaming else collect_engine([log for log, _, _ in pairs]))
-    by_name = [{c.rule.name: c for c in rule_set} for _, rule_set, _ in pairs]
+    found = query.collect(engine="streaming" if streaming else collect_engine([g.log for g in groups]))
+    by_name = [{c.rule.name: c for c in g.rules} for g in groups]
     records = []
     for row in found.iter_rows(named=True):
-        _, rule_set, run_id = pairs[row[GROUP]]
-        run = run_id(row[RUN]) if run_id is not None else row[RUN]
-        records.append(_record(row, run, by_name[row[GROUP]][row["rule"]], rule_set.trainer))
+        group = groups[row[GROUP]]
+        run = group.run_id(row[RUN]) if group.run_id is not None else row[RUN]
+        records.append(_record(row, run, by_name[row[GROUP]][row["rule"]], group.rules.trainer))
     if not records:
-        return pl.DataFrame(schema=schema)
-    return pl.DataFrame(records, schema=schema, orient="row").sort(RUN, "first_step", "rule", maintain_order=True)
+        return pl.DataFrame(schema=schema), skipped
+    frame = pl.DataFrame(records, schema=schema, orient="row")
+    return frame.sort(RUN, "first_step", "rule", "metric", maintain_order=True), skipped
 
 
 def _record_schema(log: LogFrame | None, renamed: bool = False) -> dict[str, pl.DataType]:

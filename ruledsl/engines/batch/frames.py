@@ -16,6 +16,7 @@ at every row, finite or not, is its own series there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,38 @@ class LogFrame:
         if not keep_nonfinite:
             rows = rows.filter(pl.col(VALUE).is_finite())
         return rows.with_columns(index_in_run().alias(INDEX))
+
+    def gap_series(self, candidates: tuple[str, ...]) -> pl.LazyFrame | None:
+        """The series `absent(N)` reads (docs/language.md §3): at every logged step of a run after
+        the metric's first appearance, VALUE = s − L, L the last step ≤ s at which it was present
+        (a value, finite or not); with INDEX and the key the run uses."""
+        present = self.raw_series(candidates)
+        if present is None:
+            return None
+        firsts = present.group_by(RUN).agg(pl.col(STEP).min().alias("__first"), pl.col(KEY).first())
+        steps = self.lazy.select(RUN, STEP) if self.form == "wide" else \
+            self.lazy.select(RUN, STEP).unique(maintain_order=True)
+        marked = present.select(RUN, STEP, pl.lit(True).alias("__present"))
+        # rows are in (run, step) order: a run's last presence carries forward from its first on,
+        # and rows before that are left out (a value carried from the run before never survives)
+        return (steps.join(marked, on=[RUN, STEP], how="left", maintain_order="left")
+                .join(firsts, on=RUN, how="inner", maintain_order="left")
+                .with_columns(pl.when(pl.col("__present")).then(pl.col(STEP)).forward_fill().alias("__last"))
+                .filter(pl.col(STEP) > pl.col("__first"))
+                .select(RUN, STEP, (pl.col(STEP) - pl.col("__last")).cast(pl.Float64).alias(VALUE), KEY)
+                .with_columns(index_in_run().alias(INDEX)))
+
+    def matching(self, pattern: re.Pattern[str]) -> tuple[str, ...]:
+        """The keys of this log a metric pattern matches (a long log is read for its keys once)."""
+        if self.form == "wide":
+            keys: tuple[str, ...] = self.metric_columns
+        else:
+            keys = self._long_keys()
+        return tuple(k for k in keys if pattern.match(k))
+
+    def _long_keys(self) -> tuple[str, ...]:
+        found = self.lazy.select(pl.col(KEY).unique(maintain_order=True)).collect()[KEY].to_list()
+        return tuple(k for k in found if k is not None)
 
     def _wide_series_choosing(self, keys: tuple[str, ...]) -> pl.LazyFrame:
         choice = _first_appearing(

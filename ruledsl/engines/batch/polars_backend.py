@@ -43,6 +43,7 @@ import polars as pl
 
 from ruledsl.engines.batch.frames import INDEX, KEY, RUN, STEP, VALUE, LogFrame, index_in_run
 from ruledsl.lang import ast, meaning
+from ruledsl.lang.configuration import Scalar, literal_compare
 from ruledsl.lang.meaning import Statistic
 from ruledsl.model.rule import Rule
 
@@ -57,15 +58,20 @@ COMPARE: dict[str, Callable[[pl.Expr, pl.Expr | float], pl.Expr]] = {
 # the run in the column, and the same bits as the incremental engine's plain loop. A
 # running sum (rolling_sum) would carry rounding from earlier runs into this one, so a
 # mean sitting exactly on a threshold could fire in an archive and not alone.
+# Windows up to EXACT_WINDOW_LIMIT values are a chain of shifted columns added in the
+# plan; longer ones go to the numpy kernel (`_exact_window`), which adds the same values
+# in the same order block by block in cache: the same bits at any W.
 EXACT_WINDOW_LIMIT = 64
+WINDOW_BLOCK = 1 << 14  # rows the numpy kernel sums at once (the block and its W-row margin stay in cache)
+WINDOW_GAP = 4096  # masked rows between two runs' defined rows computed anyway rather than starting a new segment
 
 
 def window_sum(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
     """x_(i-L-W+1) + … + x_(i-L) (L = lag), defined from row W+L-1 of the column on."""
+    if window == 1:  # a sum of one value is that value (-0.0 stays -0.0)
+        return x.shift(lag) if lag else x
     if window > EXACT_WINDOW_LIMIT:
-        # Chains this long are slow to plan: compensated rolling sums, restarted per run.
-        total = x.rolling_sum(window).over(RUN)
-        return total.shift(lag) if lag else total  # a row reaching into the run before is masked
+        return _exact_window(x, window, lag, "sum")
     total = x.shift(lag + window - 1)
     for k in range(lag + window - 2, lag - 1, -1):
         total = total + x.shift(k)
@@ -87,20 +93,87 @@ def true_divide(numerator: pl.Expr, denominator: pl.Expr | float) -> pl.Expr:
 def window_mean(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
     if window == 1:  # x / 1 is x, bit for bit (NaN, infinities and -0.0 included)
         return x.shift(lag) if lag else x
+    if window > EXACT_WINDOW_LIMIT:
+        return _exact_window(x, window, lag, "mean")
     return true_divide(window_sum(x, window, lag), window)
 
 
-def window_std(x: pl.Expr, window: int) -> pl.Expr:
-    """Population standard deviation: sqrt(sum((x - mean)^2) / W), mean as above."""
+def window_std(x: pl.Expr, window: int, lag: int = 0) -> pl.Expr:
+    """Population standard deviation of x_(i-L-W+1) … x_(i-L): sqrt(sum((x - mean)^2) / W),
+    mean as above, the squares added left to right."""
     if window > EXACT_WINDOW_LIMIT:
-        return x.rolling_std(window, ddof=0).over(RUN)
-    mean = window_mean(x, window)
-    deviation = x.shift(window - 1) - mean
+        return _exact_window(x, window, lag, "std")
+    mean = window_mean(x, window, lag)
+    deviation = x.shift(lag + window - 1) - mean
     squares = deviation * deviation
-    for k in range(window - 2, -1, -1):
+    for k in range(lag + window - 2, lag - 1, -1):
         deviation = x.shift(k) - mean
         squares = squares + deviation * deviation
     return true_divide(squares, window).sqrt()
+
+
+def _exact_window(x: pl.Expr, window: int, lag: int, statistic: str) -> pl.Expr:
+    """The window's sum, mean or std by the numpy kernel, null where the window reaches
+    before the run (index < W+L-1): only rows whose window lies in their run are summed."""
+    from collections.abc import Sequence  # map_batches' argument type (the module's imports are shared)
+
+    def kernel(columns: Sequence[pl.Series]) -> pl.Series:
+        return _window_kernel(columns[0], columns[1], window, lag, statistic)
+
+    computed = pl.map_batches([x, pl.col(INDEX)], kernel, return_dtype=pl.Float64)
+    return pl.when(pl.col(INDEX) >= window + lag - 1).then(computed)
+
+
+def _window_kernel(values: pl.Series, index: pl.Series, window: int, lag: int, statistic: str) -> pl.Series:
+    """Row i (index >= W+L-1) gets x_(i-L-W+1) + … + x_(i-L) added left to right, as W
+    vectorized adds of shifted slices over a block of rows (total = first slice; total +=
+    next …), then / W (numpy's division is correctly rounded) for the mean; for the std,
+    the squared deviations from that mean added the same way, / W, square root.
+
+    O(rows x W) additions, in C. Rows whose window reaches before their run are not
+    summed (nor a long window's masked head of each run): a block covers one segment of
+    defined rows, segments closer than WINDOW_GAP rows merged (the gap is masked later).
+    """
+    import numpy as np  # only the batch engine's long windows need it: not imported with ruledsl
+
+    first = window + lag - 1  # row i's window starts at x[i - first]
+    x = values.cast(pl.Float64).to_numpy()  # a null reads as NaN: such windows are set to null below
+    n = len(x)
+    out = np.full(n, np.nan)
+    edges = np.flatnonzero(np.diff(index.to_numpy() >= first, prepend=False, append=False))
+    starts, ends = edges[0::2], edges[1::2]  # segments of consecutive defined rows: [start, end)
+    if len(starts):
+        apart = np.append(True, starts[1:] - ends[:-1] >= WINDOW_GAP)  # segments not merged with the one before
+        starts, ends = starts[apart], ends[np.append(apart[1:], True)]
+    scratch, squares = np.empty(min(n, WINDOW_BLOCK)), np.empty(min(n, WINDOW_BLOCK))
+    with np.errstate(all="ignore"):  # overflow to infinity, inf - inf: IEEE results, as in the plan
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            for a in range(max(start, first), end, WINDOW_BLOCK):
+                rows = min(end, a + WINDOW_BLOCK) - a
+                low = a - first
+                total = out[a:a + rows]
+                np.copyto(total, x[low:low + rows])
+                for k in range(low + 1, low + window):
+                    np.add(total, x[k:k + rows], out=total)
+                if statistic == "sum":
+                    continue
+                np.divide(total, window, out=total)
+                if statistic == "std":
+                    deviation, sum_squares = scratch[:rows], squares[:rows]
+                    np.subtract(x[low:low + rows], total, out=deviation)
+                    np.multiply(deviation, deviation, out=sum_squares)
+                    for k in range(low + 1, low + window):
+                        np.subtract(x[k:k + rows], total, out=deviation)
+                        np.multiply(deviation, deviation, out=deviation)
+                        np.add(sum_squares, deviation, out=sum_squares)
+                    np.divide(sum_squares, window, out=sum_squares)
+                    np.sqrt(sum_squares, out=total)
+    result = pl.Series(values.name, out)
+    if values.null_count():  # a window holding a null is null, as the plan's additions give
+        nulls = np.concatenate(([0], np.cumsum(values.is_null().to_numpy())))
+        row = np.arange(first, n)
+        result = result.scatter(row[nulls[row - lag + 1] > nulls[row - first]], None)
+    return result
 
 
 @dataclass(frozen=True)
@@ -172,6 +245,7 @@ STATISTICS: dict[Statistic, tuple[str, Callable[[_ShorthandCompiler], pl.Expr]]]
     Statistic.LAST: ("inline", lambda c: c.x),
     Statistic.RAW: ("inline", lambda c: c.x),
     Statistic.FIRST_MEAN: ("derived", _first_mean),
+    Statistic.GAP: ("inline", lambda c: c.x),  # absent's series holds s − L itself (LogFrame.gap_series)
 }
 
 Read = dict[Statistic, pl.Expr]
@@ -205,9 +279,13 @@ def _nonfinite(node: ast.NonFinite, s: Read) -> pl.Expr:
     return ~s[Statistic.RAW].is_finite()
 
 
+def _absent(node: ast.Absent, s: Read) -> pl.Expr:
+    return s[Statistic.GAP] >= node.steps.value
+
+
 TERM_HOLDS: dict[type, Callable[[Any, Read], pl.Expr]] = {
     ast.ShorthandCompare: _compare, ast.Between: _between, ast.Change: _change,
-    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite,
+    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite, ast.Absent: _absent,
 }
 
 
@@ -265,6 +343,8 @@ class _ExpressionCompiler:
 
 
 def _comparison(c: _ExpressionCompiler, node: ast.Comparison) -> pl.Expr:
+    if isinstance(node.left, ast.Literal) or isinstance(node.right, ast.Literal):
+        return pl.lit(_literal_comparison(node))
     left, right = c.value(node.left), c.value(node.right)
     # polars orders NaN above every number; in a rule a NaN (0/0, inf-inf) never holds.
     return pl.when(left.is_nan() | right.is_nan()).then(False).otherwise(COMPARE[node.op](left, right))
@@ -275,6 +355,21 @@ def _binary(c: _ExpressionCompiler, node: ast.BinaryOp) -> pl.Expr:
     if node.op == "/":  # spec: a division by zero makes its comparison false
         return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
     return ARITHMETIC[node.op](left, right)
+
+
+def _literal_comparison(node: ast.Comparison) -> bool:
+    """A comparison with `true`, `false` or a text: constant, by kinds (a metric is a number)."""
+    def constant(side: ast.Value) -> Scalar:
+        return side.value if isinstance(side, (ast.Literal, ast.Number)) else 0.0  # any number: another kind
+    return literal_compare(node.op, constant(node.left), constant(node.right))
+
+
+def _unbound(c: _ExpressionCompiler, node: ast.ConfigRef) -> pl.Expr:
+    raise TypeError(f"config.{node.key} reached the engine unbound: rules are bound to a run's configuration first")
+
+
+def _literal(c: _ExpressionCompiler, node: ast.Literal) -> pl.Expr:
+    raise TypeError("a literal is compared with == or != only (the checker keeps it there)")
 
 
 def _call(c: _ExpressionCompiler, node: ast.Call) -> pl.Expr:
@@ -294,26 +389,34 @@ PREDICATES: dict[type, Callable[[_ExpressionCompiler, Any], pl.Expr]] = {
 VALUES: dict[type, Callable[[_ExpressionCompiler, Any], pl.Expr]] = {
     ast.Number: lambda c, n: pl.lit(n.value, dtype=pl.Float64),
     ast.MetricRef: lambda c, n: pl.col(c.metric_columns[n.name]),
+    ast.StepRef: lambda c, n: pl.col(STEP).cast(pl.Float64),
+    ast.ConfigRef: _unbound,
+    ast.Literal: _literal,
     ast.Negative: lambda c, n: -c.value(n.operand),
     ast.BinaryOp: _binary,
     ast.Call: _call,
 }
-# A window function over its metric's series x (column VALUE), for window W.
-WINDOW_FUNCTIONS: dict[str, Callable[[pl.Expr, int], pl.Expr]] = {
+# A window function over its metric's series x (column VALUE), for window W and lag L
+# (x_(i-L-W+1) … x_(i-L); delta and baseline take no lag).
+WINDOW_FUNCTIONS: dict[str, Callable[[pl.Expr, int, int], pl.Expr]] = {
     "mean": window_mean,
-    "min": lambda x, w: x.rolling_min(w),
-    "max": lambda x, w: x.rolling_max(w),
-    "std": window_std,
+    "min": lambda x, w, lag: _lagged(x.rolling_min(w), lag),
+    "max": lambda x, w, lag: _lagged(x.rolling_max(w), lag),
+    "std": lambda x, w, lag: window_std(x, w, lag) if lag else window_std(x, w),  # lag: helper in progress
     "sum": window_sum,
-    "delta": lambda x, w: x - x.shift(w),
-    "baseline": lambda x, w: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
+    "delta": lambda x, w, lag: x - x.shift(w),
+    "baseline": lambda x, w, lag: pl.when(pl.col(INDEX) == w - 1).then(window_mean(x, w)).forward_fill(),
 }
+
+
+def _lagged(window: pl.Expr, lag: int) -> pl.Expr:
+    return window.shift(lag) if lag else window
 
 
 def window_function(call: ast.Call) -> pl.Expr:
     """A window function over its metric's series x (column VALUE), null where undefined."""
-    computed = WINDOW_FUNCTIONS[call.name](pl.col(VALUE), call.window)
-    first = meaning.FUNCTIONS[call.name].first_index(call.window)
+    computed = WINDOW_FUNCTIONS[call.name](pl.col(VALUE), call.window, call.lag)
+    first = meaning.FUNCTIONS[call.name].first_index(call.window, call.lag)
     return pl.when(pl.col(INDEX) >= first).then(computed)
 
 
@@ -323,8 +426,7 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
     names = list(series)
     compiler = _ExpressionCompiler({name: f"__metric{j}" for j, name in enumerate(names)})
     fired = compiler.predicate(body)  # registers the window functions it needs
-    first_comparison = next(n for n in ast.walk(body) if isinstance(n, ast.Comparison))
-    value = compiler.value(first_comparison.left)
+    value = compiler.value(meaning.reported_operand(body))
 
     joined = None
     for j, name in enumerate(names):
@@ -376,19 +478,25 @@ class RuleColumns:
         return pl.col(INDEX) >= self.term.defined_from + first
 
     def _fired(self) -> pl.Expr:
-        """Spec §3: the condition, then `for N` over consecutive evaluations, then `min_steps`.
+        """docs/language.md §3: the condition, then `for N steps`, then `min_steps`, in training steps.
 
-        Both leave only a lower bound on the index. The condition is null only where a
-        window is not yet defined, before the rule's first evaluation, and there the
-        mask makes it false (null & false is false): no pass to fill the nulls.
+        The condition is null only where a window is not yet defined, before the rule's
+        first evaluation, and there the index mask makes it false (null & false is false).
+        `for N steps` holds where the streak of evaluations at which the condition holds
+        began at a step s₀ with s − s₀ ≥ N − 1: s₀ is the step of the streak's first row
+        (a holding evaluation whose previous row is not a holding evaluation of the same
+        series), carried forward.
         """
-        n = self.rule.sustain
-        holds = self.term.holds
+        n, first = self.rule.sustain, self.term.defined_from
+        holds = self.term.holds & (pl.col(INDEX) >= first)
         if n > 1:
-            # Evaluations of neighbouring runs touch in the column; the index masks them.
-            holds = holds.cast(pl.Int32).rolling_sum(n) == n
-        first = max(self.term.defined_from + n - 1, self.rule.min_steps - 1)
-        return holds & (pl.col(INDEX) >= first)
+            # The previous row is an evaluation of the same series when this one's index is past the first.
+            continues = holds.shift(1).fill_null(False) & (pl.col(INDEX) > first)
+            streak_start = pl.when(holds & ~continues).then(pl.col(STEP)).forward_fill()
+            holds = holds & (pl.col(STEP) - streak_start >= n - 1)
+        if self.rule.min_steps > 0:
+            holds = holds & (pl.col(STEP) >= self.rule.min_steps)
+        return holds
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""
@@ -442,23 +550,49 @@ def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:
             .drop("__episode"))
 
 
-def rule_frames(rules: list[tuple[Rule, Mapping[str, tuple[str, ...]]]], log: LogFrame
-                ) -> list[tuple[pl.LazyFrame, list[RuleColumns]]]:
-    """Frames holding every rule's columns: one per metric series for shorthand rules,
-    one per rule for full expressions. Rules whose metrics never appear are left out."""
-    shorthand_groups: dict[tuple[tuple[str, ...], bool], list[Rule]] = {}
+@dataclass(frozen=True)
+class RuleInput:
+    """One rule as a frame reads it: its metrics' candidate keys, and the runs it is evaluated on
+    (None: every run; a rule bound to a configuration runs on the runs that share it)."""
+
+    rule: Rule
+    candidates: Mapping[str, tuple[str, ...]]
+    runs: tuple[Any, ...] | None = None
+
+
+def rule_frames(rules: list[RuleInput], log: LogFrame) -> list[tuple[pl.LazyFrame, list[RuleColumns]]]:
+    """Frames holding every rule's columns: one per metric series for shorthand rules (the
+    rules reading the same series share it), one per rule for full expressions. Rules whose
+    metrics never appear are left out."""
+    shorthand_groups: dict[tuple[tuple[str, ...], str, tuple[Any, ...] | None], list[Rule]] = {}
     frames = []
-    for rule, candidates in rules:
+    for item in rules:
+        rule, candidates = item.rule, item.candidates
         if rule.condition.is_shorthand:
-            nonfinite = isinstance(rule.condition.body, ast.NonFinite)
-            shorthand_groups.setdefault((candidates[rule.metrics[0]], nonfinite), []).append(rule)
+            key = (candidates[rule.metrics[0]], _series_kind(rule.condition.body), item.runs)
+            shorthand_groups.setdefault(key, []).append(rule)
             continue
-        found = {name: log.series(candidates[name]) for name in rule.metrics}
+        found = {name: _of_runs(log.series(candidates[name]), item.runs) for name in rule.metrics}
         series = {name: frame for name, frame in found.items() if frame is not None}
         if len(series) == len(found):
             frames.append(expression_frame(rule, series))
-    for (keys, nonfinite), group in shorthand_groups.items():
-        shared = log.series(keys, keep_nonfinite=nonfinite)
+    for (keys, kind, runs), group in shorthand_groups.items():
+        shared = _of_runs(log.gap_series(keys) if kind == "gap" else log.series(keys, keep_nonfinite=kind == "raw"),
+                          runs)
         if shared is not None:
             frames.append(shorthand_frame(group, shared))
     return frames
+
+
+def _series_kind(body: ast.Predicate) -> str:
+    """Which series a shorthand reads: finite values, every value (`nonfinite`) or gaps (`absent`)."""
+    if isinstance(body, ast.NonFinite):
+        return "raw"
+    return "gap" if isinstance(body, ast.Absent) else "finite"
+
+
+def _of_runs(series: pl.LazyFrame | None, runs: tuple[Any, ...] | None) -> pl.LazyFrame | None:
+    """The series of the given runs only (whole runs: their indexes stay what they were)."""
+    if series is None or runs is None:
+        return series
+    return series.filter(pl.col(RUN).is_in(list(runs)))
