@@ -16,6 +16,7 @@ import polars as pl
 from ruledsl.alerts import AlertRecord, episode_message
 from ruledsl.compile import CompiledRule, RuleLike, RuleSet, bind, compile_rules
 from ruledsl.engines.batch import polars_backend as backend
+from ruledsl.engines.batch.coverage import CoverageRecord, evaluation_counts, keys_by_run, runs_of, uncovered
 from ruledsl.engines.batch.frames import RUN, STEP, VALUE, LogFrame, block_starts, to_log_frame
 from ruledsl.lang import meaning
 from ruledsl.lang.configuration import NotEvaluated
@@ -76,23 +77,13 @@ def configs_of(config: ConfigArg) -> ConfigOf | None:
     return lambda run: config
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A rule not evaluated on a run, and why (a coverage record, docs/language.md §4)."""
-
-    run: Any
-    rule: str
-    reason: str
-    detail: str
-
-
 @dataclass
 class _Plan:
     """What one log is audited with: every rule as its frames read it, and the rules left out."""
 
     log: LogFrame
     inputs: list[backend.RuleInput]
-    skipped: list[Skipped]
+    skipped: list[CoverageRecord]  # rules a run's configuration keeps from being evaluated there
 
     def frames(self) -> list[tuple[pl.LazyFrame, list[backend.RuleColumns]]]:
         return backend.rule_frames(self.inputs, self.log)
@@ -108,7 +99,7 @@ def _plan(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None) -> _Plan:
     return plan
 
 
-def _bound_per_run(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None, skipped: list[Skipped]
+def _bound_per_run(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None, skipped: list[CoverageRecord]
                    ) -> dict[str, list[tuple[CompiledRule, tuple[Any, ...]]]]:
     """Rules that read the configuration, bound per run: runs sharing a binding share its frames."""
     runs = log.lazy.select(pl.col(RUN).filter(block_starts())).collect()[RUN].to_list()
@@ -118,7 +109,7 @@ def _bound_per_run(log: LogFrame, rule_set: RuleSet, configs: ConfigOf | None, s
         for run in runs:
             outcome = bind(compiled, configs(run) if configs else {})
             if isinstance(outcome, NotEvaluated):
-                skipped.append(Skipped(run, compiled.rule.name, outcome.reason, outcome.detail))
+                skipped.append(CoverageRecord(run, compiled.rule.name, None, outcome.reason, outcome.detail))
                 continue
             key = hash(repr(outcome.rule.condition.body))
             variants.setdefault(key, (outcome, []))[1].append(run)
@@ -147,7 +138,8 @@ def audit(frame: Any, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | Non
     """
     log = to_log_frame(frame)
     rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
-    return _deliver(_audit_logs([_Group(log, rule_set, None, configs_of(config))], streaming)[0], output, log)
+    found = _audit_logs([_Group(log, rule_set, None, configs_of(config))], streaming, coverage=False)
+    return _deliver(found.records, output, log)
 
 
 @dataclass(frozen=True)
@@ -178,39 +170,75 @@ def audit_by_trainer(groups: Sequence[AuditGroup], *, streaming: bool = False) -
 
     Every group goes through one query. Records are sorted by run, first_step, rule, metric.
     """
-    return audit_groups(groups, streaming=streaming)[0]
+    return _audit_logs([_Group(to_log_frame(g.frame), g.rules, g.run_id, g.config) for g in groups],
+                       streaming, coverage=False).records
 
 
-def audit_groups(groups: Sequence[AuditGroup], *, streaming: bool = False) -> tuple[pl.DataFrame, list[Skipped]]:
-    """`audit_by_trainer`, and the rules each run's configuration kept from being evaluated."""
-    return _audit_logs([_Group(to_log_frame(g.frame), g.rules, g.run_id, g.config) for g in groups], streaming)
+@dataclass(frozen=True)
+class AuditResult:
+    """An audit's episodes (records, docs/language.md §4) and its coverage: the rules never
+    evaluated on a run, and why."""
+
+    records: pl.DataFrame
+    coverage: list[CoverageRecord]
 
 
-def _audit_logs(groups: list[_Group], streaming: bool) -> tuple[pl.DataFrame, list[Skipped]]:
-    """The episodes of every group, from one collected query, and the rules not evaluated."""
-    queries, skipped = [], []
-    for number, group in enumerate(groups):
-        plan = _plan(group.log, group.rules, group.configs)
-        skipped += [replace(s, run=group.run_id(s.run)) if group.run_id else s for s in plan.skipped]
-        parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in plan.frames()]
+def audit_groups(groups: Sequence[AuditGroup], *, streaming: bool = False, coverage: bool = True) -> AuditResult:
+    """`audit_by_trainer`, with the coverage of every run (unless `coverage=False`)."""
+    return _audit_logs([_Group(to_log_frame(g.frame), g.rules, g.run_id, g.config) for g in groups],
+                       streaming, coverage)
+
+
+def _audit_logs(groups: list[_Group], streaming: bool, coverage: bool) -> AuditResult:
+    """The episodes of every group from one collected query; with `coverage`, the evaluation
+    counts that say which rules never ran on a run, collected in the same pass."""
+    plans = [_plan(group.log, group.rules, group.configs) for group in groups]
+    frames = [plan.frames() for plan in plans]
+    queries = []
+    for number, group_frames in enumerate(frames):
+        parts = [backend.episode_edges(rule_frame, columns) for rule_frame, columns in group_frames]
         if parts:
             queries.append(backend.episodes(pl.concat(parts, how="vertical"))
                            .with_columns(pl.lit(number, dtype=pl.Int64).alias(GROUP)))
-    schema = _record_schema(groups[0].log if groups else None, renamed=any(g.run_id for g in groups))
-    if not queries:
-        return pl.DataFrame(schema=schema), skipped
-    query = pl.concat(queries, how="vertical_relaxed")
-    found = query.collect(engine="streaming" if streaming else collect_engine([g.log for g in groups]))
+    counts = [evaluation_counts(group_frames) if coverage else None for group_frames in frames]
+    found, counted = _collect(queries, counts, groups, streaming)
+    records = _records(found, groups, _record_schema(groups[0].log if groups else None,
+                                                     renamed=any(g.run_id for g in groups)))
+    covered = _coverage(groups, plans, counted) if coverage else []
+    return AuditResult(records, covered)
+
+
+def _collect(queries: list[pl.LazyFrame], counts: list[pl.LazyFrame | None], groups: list[_Group],
+             streaming: bool) -> tuple[pl.DataFrame | None, list[pl.DataFrame | None]]:
+    """The episodes query and the count queries, collected together (polars shares their frames)."""
+    engine: Engine = "streaming" if streaming else collect_engine([g.log for g in groups])
+    lazy = ([pl.concat(queries, how="vertical_relaxed")] if queries else []) + [c for c in counts if c is not None]
+    collected = iter(pl.collect_all(lazy, engine=engine)) if lazy else iter(())
+    found = next(collected) if queries else None
+    return found, [next(collected) if c is not None else None for c in counts]
+
+
+def _records(found: pl.DataFrame | None, groups: list[_Group], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    if found is None or found.is_empty():
+        return pl.DataFrame(schema=schema)
     by_name = [{c.rule.name: c for c in g.rules} for g in groups]
     records = []
     for row in found.iter_rows(named=True):
         group = groups[row[GROUP]]
         run = group.run_id(row[RUN]) if group.run_id is not None else row[RUN]
         records.append(_record(row, run, by_name[row[GROUP]][row["rule"]], group.rules.trainer))
-    if not records:
-        return pl.DataFrame(schema=schema), skipped
     frame = pl.DataFrame(records, schema=schema, orient="row")
-    return frame.sort(RUN, "first_step", "rule", "metric", maintain_order=True), skipped
+    return frame.sort(RUN, "first_step", "rule", "metric", maintain_order=True)
+
+
+def _coverage(groups: list[_Group], plans: list[_Plan], counts: list[pl.DataFrame | None]) -> list[CoverageRecord]:
+    """Every group's coverage records, its runs named as in records, ordered by run then rule."""
+    found: list[CoverageRecord] = []
+    for group, plan, counted in zip(groups, plans, counts):
+        log = group.log
+        records = plan.skipped + uncovered(plan.inputs, counted, runs_of(log), keys_by_run(log))
+        found += [replace(r, run=group.run_id(r.run)) if group.run_id else r for r in records]
+    return sorted(found, key=lambda r: (str(r.run), r.rule, r.metric or ""))
 
 
 def _record_schema(log: LogFrame | None, renamed: bool = False) -> dict[str, pl.DataType]:
