@@ -15,6 +15,7 @@ from ruledsl import docs
 from ruledsl.docs import content, document, railroad
 from ruledsl.docs import grammar_model as gm
 from ruledsl.docs.grammar_model import Ref, Token, read_grammar
+from ruledsl.lang.read import parse_when
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -165,15 +166,17 @@ def test_every_example_parses_as_the_kind_the_docs_state(example):
         assert rule.metric == example.metric
     else:
         assert example.metric is None
-        condition = ruledsl.parse_condition(example.text)
+        parse = parse_when if example.kind == content.WHEN else ruledsl.parse_condition  # a rule's `when`
+        condition = parse(example.text)
     assert condition.kind == example.kind
     assert condition.sustain == example.sustain
 
 
 @pytest.mark.parametrize("example", content.ERRORS, ids=[e.text[:30] for e in content.ERRORS])
 def test_every_error_example_raises_its_code(example):
+    parse = parse_when if example.entry == content.WHEN else ruledsl.parse_condition  # E112: a rule's `when`
     with pytest.raises(ruledsl.RuleSyntaxError) as caught:
-        ruledsl.parse_condition(example.text)
+        parse(example.text)
     assert caught.value.diagnostic.code == example.code
 
 

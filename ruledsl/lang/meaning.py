@@ -176,12 +176,17 @@ def first_index(body: ast.Predicate, window: int) -> int:
     return max(term(leaf).first_index(window) for leaf in ast.leaves(body))  # type: ignore[arg-type]
 
 
-def reported_operand(body: ast.Predicate) -> ast.Value:
-    """What `{value}` reports for a full expression: the left operand of its first comparison, in
-    source order, that names a metric (`step` and `config.KEY` do not count), docs/language.md §4."""
+def reported_comparison(body: ast.Predicate) -> ast.Comparison:
+    """The comparison a full expression reports: its first, in source order, that names a metric
+    (`step` and `config.KEY` do not count), docs/language.md §4."""
     comparisons = [n for n in ast.walk(body) if isinstance(n, ast.Comparison)]
     naming = [c for c in comparisons if ast.metric_names(c)]
-    return (naming or comparisons)[0].left
+    return (naming or comparisons)[0]
+
+
+def reported_operand(body: ast.Predicate) -> ast.Value:
+    """What `{value}` reports for a full expression: the left operand of `reported_comparison`."""
+    return reported_comparison(body).left
 
 
 def threshold_of(condition: ast.Condition) -> float | None:
@@ -190,7 +195,7 @@ def threshold_of(condition: ast.Condition) -> float | None:
     if isinstance(first, ast.SHORTHAND_TERMS):
         return term(first).threshold(first)
     if isinstance(first, ast.Comparison):
-        right = first.right
+        right = reported_comparison(condition.body).right
         if isinstance(right, ast.Number):
             return right.value
         if isinstance(right, ast.Negative) and isinstance(right.operand, ast.Number):
