@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 import ruledsl
-from conformance_cases import assert_episodes, load_cases, rule_mapping, wide_frame
+from conformance_cases import assert_episodes, config_of, load_cases, rule_mapping, wide_frame
 from ruledsl.engines.live.monitor import AlertEvent, Monitor
 from ruledsl.model.catalog import Catalog
 from ruledsl.model.loader import load_rules
@@ -34,7 +34,8 @@ def same_records(got: list[dict], expected: list[dict]) -> bool:
 
 
 def case_rows(case: dict) -> list[tuple[int, dict]]:
-    return [(step, {k: float(v) for k, v in values.items()}) for step, values in case["rows"]]
+    """The case's rows as a run logs them: "nan"/"inf" read as floats, a JSON null kept as None."""
+    return [(step, {k: None if v is None else float(v) for k, v in values.items()}) for step, values in case["rows"]]
 
 
 def rule(condition: str, metric: str | None = "m", name: str = "r", **fields) -> dict:
@@ -58,11 +59,17 @@ def audit_rows(rows: list[tuple[int, dict]], rules: list, **options) -> list[dic
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
 def test_every_worked_case(case):
-    monitor = Monitor([rule_mapping(case)])
+    monitor = Monitor([rule_mapping(case)], config=config_of(case))
     monitor.replay(case_rows(case))
-    episodes = monitor.episodes()
-    assert_episodes(episodes, case["expect"], case["id"])
-    assert same_records(episodes, ruledsl.audit(wide_frame(case), [rule_mapping(case)]).to_dicts())
+    assert_episodes(monitor.episodes(), case["expect"], case["id"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_every_worked_case_gives_the_audit_records_to_the_bit(case):
+    monitor = Monitor([rule_mapping(case)], config=config_of(case))
+    monitor.replay(case_rows(case))
+    expected = ruledsl.audit(wide_frame(case), [rule_mapping(case)], config=config_of(case)).to_dicts()
+    assert same_records(monitor.episodes(), expected)
 
 
 IN_STEP_ORDER = [c for c in CASES if all(a[0] <= b[0] for a, b in zip(c["rows"], c["rows"][1:]))]
@@ -72,7 +79,7 @@ GOING_BACK = [c for c in CASES if c not in IN_STEP_ORDER]
 @pytest.mark.parametrize("case", IN_STEP_ORDER, ids=[c["id"] for c in IN_STEP_ORDER])
 def test_worked_cases_row_by_row_in_file_order(case):
     """Fed live, one update per row (same-step rows included): the same episodes, announced once."""
-    monitor = Monitor([rule_mapping(case)])
+    monitor = Monitor([rule_mapping(case)], config=config_of(case))
     events = [e for step, values in case_rows(case) for e in monitor.update(step, values)]
     events += monitor.finish()
     assert_episodes(monitor.episodes(), case["expect"], case["id"])
@@ -82,9 +89,9 @@ def test_worked_cases_row_by_row_in_file_order(case):
 
 def test_cases_whose_steps_go_back_are_resumed_runs():
     """Rows whose step goes back are skipped live (and said so); replay merges them as audit does."""
-    assert [c["id"] for c in GOING_BACK] == ["c029", "c030"]
+    assert [c["id"] for c in GOING_BACK] == ["c030", "c033", "c034"]
     for case in GOING_BACK:
-        monitor = Monitor([rule_mapping(case)])
+        monitor = Monitor([rule_mapping(case)], config=config_of(case))
         for step, values in case_rows(case):
             monitor.update(step, values)
         assert monitor.skipped_rows >= 1
@@ -258,6 +265,203 @@ def test_the_builtin_catalog_is_the_default():
     monitor = Monitor(["ppo: kl > 0.5 -> high: {metric} {value}"], trainer="ppo")
     monitor.update(1, {"objective/kl": 0.9})
     assert [(r["metric"], r["message"]) for r in monitor.episodes()] == [("objective/kl", "objective/kl 0.9")]
+
+
+# ================================================================ language v2: steps, lags, literals, config
+
+
+def test_for_and_min_steps_count_training_steps():
+    """Logged every 10 steps: `for 50 steps` needs a streak spanning 49 steps (6 evaluations), and
+    min_steps is a step, not a count of values."""
+    rows = [(s, {"m": 2.0 if s != 100 else 0.0}) for s in range(10, 200, 10)]
+    rules = [rule("> 1 for 50 steps", name="sustained"), rule("> 1", name="warm", min_steps=45)]
+    monitor = Monitor(rules)
+    monitor.replay(rows)
+    assert [(r["rule"], r["first_step"], r["last_step"], r["n_evals"]) for r in monitor.episodes()] == \
+        [("warm", 50, 90, 5), ("sustained", 60, 90, 4), ("warm", 110, 190, 9), ("sustained", 160, 190, 4)]
+    assert same_records(monitor.episodes(), audit_rows(rows, rules))
+
+
+def test_lagged_windows_read_the_values_before_the_current_one():
+    rng = random.Random(7)
+    rows = [(step, {"m": round(rng.uniform(0.0, 2.0), 2)}) for step in range(60)]
+    rules = [rule("m > mean(m, 3, 2)", metric=None, name="mean_lag"),
+             rule("std(m, 4, 1) > 0.6", metric=None, name="std_lag"),
+             rule("sum(m, 2, 3) > 3", metric=None, name="sum_lag"),
+             rule("min(m, 3, 1) > 0.5 and max(m, 2, 4) < 1.5", metric=None, name="min_max_lag"),
+             rule("mean(m, 20, 1) > 0 and m >= 1.8 * mean(m, 20, 1)", metric=None, name="spike_as_lag")]
+    monitor = Monitor(rules)
+    monitor.replay(rows)
+    expected = audit_rows(rows, rules)
+    assert {r["rule"] for r in expected} == {"mean_lag", "std_lag", "sum_lag", "min_max_lag", "spike_as_lag"}
+    assert same_records(monitor.episodes(), expected)
+    # defined once the metric has W + L values: the first evaluation of mean(m, 3, 2) is at index 4
+    first = Monitor([rule("m > mean(m, 3, 2) or m <= mean(m, 3, 2)", metric=None)])
+    first.replay(rows)
+    assert first.episodes()[0]["first_step"] == 4
+
+
+def test_a_lagged_window_is_summed_left_to_right_from_its_oldest_value():
+    from ruledsl.engines.live.series import Series
+
+    series = Series("m", 8, frozenset())
+    values = [0.5, 3.0, 1e16, 1.0, 1.0, 0.1, 0.7]  # 1e16 + 1 + 1 depends on the order of the additions
+    for step, value in enumerate(values):
+        series.put(step, value)
+    x = values
+    assert series.sum(3, 2) == (x[2] + x[3]) + x[4] and series.sum(3, 2) != x[2] + (x[3] + x[4])
+    assert series.sum(3, 4) == (x[0] + x[1]) + x[2]
+    assert series.mean(3, 1) == ((x[3] + x[4]) + x[5]) / 3 == series.mean(3, 1)  # cached: the same bits
+    assert series.mean(3) == ((x[4] + x[5]) + x[6]) / 3
+    mean = ((x[2] + x[3]) + x[4]) / 3
+    squares = (x[2] - mean) ** 2 + (x[3] - mean) ** 2 + (x[4] - mean) ** 2
+    assert series.std(3, 2) == math.sqrt(squares / 3)
+    assert (series.minimum(2, 1), series.maximum(2, 1), series.minimum(2), series.maximum(3, 3)) == \
+        (0.1, 1.0, 0.1, 1e16)
+
+
+def test_step_is_the_rows_training_step_and_not_the_reported_value():
+    rows = [(s, {"loss": 0.69}) for s in (10, 20, 30, 40)] + [(50, {"loss": 0.1}), (60, {"loss": 0.69})]
+    rules = [rule("step >= 30 and loss > 0.68", metric=None, name="gate"),
+             rule("loss * 100 < step", metric=None, name="scaled")]
+    monitor = Monitor(rules)
+    monitor.replay(rows)
+    assert [(r["rule"], r["first_step"], r["last_step"], r["value"]) for r in monitor.episodes()] == \
+        [("gate", 30, 40, 0.69), ("scaled", 50, 50, 0.1 * 100), ("gate", 60, 60, 0.69)]
+    assert same_records(monitor.episodes(), audit_rows(rows, rules))
+
+
+def test_literals_compare_by_kind_and_the_row_is_still_an_evaluation():
+    rows = [(s, {"loss": v}) for s, v in enumerate([2.0, 2.0, 1.0, 2.0, 2.0])]
+    rules = [rule("loss == true", metric=None, name="never"),  # a number is never a boolean
+             rule("loss != 'x'", metric=None, name="always"),
+             rule("loss > 1 and config.loss_type == 'ipo' for 2 steps", metric=None, name="ipo")]
+    ipo = Monitor(rules, config={"loss_type": "ipo"})
+    ipo.replay(rows)
+    assert [(r["rule"], r["first_step"], r["last_step"], r["n_evals"], r["value"]) for r in ipo.episodes()] == \
+        [("always", 0, 4, 5, 2.0), ("ipo", 1, 1, 1, 2.0), ("ipo", 4, 4, 1, 2.0)]
+    sigmoid = Monitor(rules, config={"loss_type": "sigmoid"})
+    sigmoid.replay(rows)
+    assert {r["rule"] for r in sigmoid.episodes()} == {"always"}
+    for config, monitor in (({"loss_type": "ipo"}, ipo), ({"loss_type": "sigmoid"}, sigmoid)):
+        assert same_records(monitor.episodes(), audit_rows(rows, rules, config=config))
+
+
+def test_rules_are_bound_to_the_runs_configuration():
+    rules = [rule("rewards/margins < config.beta - 0.05", metric=None, name="scaled"),
+             rule("< 0.5", name="vllm_only", when="config.use_vllm == true"),
+             rule("> 1", name="plain")]
+    rows = [(0, {"rewards/margins": 0.0, "m": 0.2}), (1, {"rewards/margins": 0.06, "m": 2.0})]
+    monitor = Monitor(rules, config={"beta": 0.1, "use_vllm": True})
+    monitor.replay(rows)
+    assert [(r["rule"], r["first_step"]) for r in monitor.episodes()] == \
+        [("scaled", 0), ("vllm_only", 0), ("plain", 1)]
+    assert monitor.not_evaluated == {}
+    assert [c.rule.name for c in monitor.rules] == ["scaled", "vllm_only", "plain"]  # what was compiled
+
+    off = Monitor(rules, config={"beta": "high", "use_vllm": False})
+    off.replay(rows)
+    assert [r["rule"] for r in off.episodes()] == ["plain"]
+    assert {name: why.reason for name, why in off.not_evaluated.items()} == \
+        {"scaled": "config_unknown", "vllm_only": "when_false"}
+    assert "config.beta is text" in off.not_evaluated["scaled"].detail
+
+    unknown = Monitor(rules)  # no configuration at all: every rule that reads one is config_unknown
+    unknown.replay(rows)
+    assert [r["rule"] for r in unknown.episodes()] == ["plain"]
+    assert {name: why.reason for name, why in unknown.not_evaluated.items()} == \
+        {"scaled": "config_unknown", "vllm_only": "config_unknown"}
+
+
+# ================================================================ absent(N)
+
+
+def test_absent_counts_the_steps_since_the_metric_was_last_logged():
+    """Evaluated at every logged step after the key's first, whatever the row holds (here rows with
+    only keys no rule reads); a NaN is a value; a None is not."""
+    rows = [(10, {"kl": 0.1, "loss": 1.0}), (20, {"kl": math.nan}), (30, {"epoch": 0.3}),
+            (40, {"loss": 1.0, "kl": None}), (50, {"other": 1.0}), (60, {"kl": 0.2}), (70, {"loss": 1.0}),
+            (95, {"loss": 1.0})]
+    rules = [rule("absent(20)", metric="kl", name="gone", message="{metric} absent for {value} steps")]
+    monitor = Monitor(rules)
+    events = [e for step, values in rows for e in monitor.update(step, values)]
+    assert [(e.kind, e.step) for e in events] == [("started", 40), ("resolved", 60), ("started", 95)]
+    assert [(r["first_step"], r["last_step"], r["n_evals"], r["value"], r["message"]) for r in monitor.episodes()] \
+        == [(40, 50, 2, 20.0, "kl absent for 20.0 steps"), (95, 95, 1, 35.0, "kl absent for 35.0 steps")]
+    assert same_records(monitor.episodes(), audit_rows(rows, rules))
+
+
+def test_absent_sustained_and_warmed_up_in_steps():
+    rows = [(s, {"kl": 0.1} if s <= 20 else {"loss": 1.0}) for s in range(0, 100, 5)]
+    rules = [rule("absent(10) for 20 steps", metric="kl", name="long_gone"),
+             rule("absent(10)", metric="kl", name="late", min_steps=60)]
+    monitor = Monitor(rules)
+    monitor.replay(rows)
+    # kl last logged at 20: absent from 30 on; the streak spans 19 steps at 50; no firing before 60
+    assert [(r["rule"], r["first_step"], r["value"]) for r in monitor.episodes()] == \
+        [("long_gone", 50, 30.0), ("late", 60, 40.0)]
+    assert same_records(monitor.episodes(), audit_rows(rows, rules))
+
+
+def test_absent_is_evaluated_again_when_a_later_row_of_the_step_brings_the_key():
+    monitor = Monitor([rule("absent(2)", metric="kl")])
+    assert monitor.update(1, {"kl": 1.0}) == []
+    started = monitor.update(3, {"loss": 1.0})  # the step's first row: kl missing for 2 steps
+    assert [(e.kind, e.record["value"]) for e in started] == [("started", 2.0)]
+    withdrawn = monitor.update(3, {"kl": 1.0})  # the evaluation row of the same step brings it
+    assert [(e.kind, e.withdraws) for e in withdrawn] == [("withdrawn", "started")]
+    assert monitor.update(3, {"epoch": 1.0}) == []
+    assert monitor.episodes() == []
+    assert [e.kind for e in monitor.update(5, {"epoch": 1.0})] == ["started"]
+
+
+def test_absent_follows_the_alias_the_run_uses():
+    catalog = Catalog({"kl": {"all": ["kl", "objective/kl"]}})
+    rows = [(s, {"objective/kl": 0.1, "loss": 1.0} if s < 3 else {"loss": 1.0}) for s in range(8)]
+    rules = [rule("absent(3)", metric="kl")]
+    monitor = Monitor(rules, catalog=catalog)
+    monitor.replay(rows)
+    assert [(r["metric"], r["first_step"], r["last_step"]) for r in monitor.episodes()] == [("objective/kl", 5, 7)]
+    assert same_records(monitor.episodes(), audit_rows(rows, rules, catalog=catalog))
+
+
+# ================================================================ metric patterns
+
+
+def test_a_pattern_rule_runs_on_every_matching_key_each_with_its_own_series():
+    """A key appearing mid-run starts its series then; records carry the key; aliases do not apply;
+    a key that is only ever null never runs."""
+    rows = [(0, {"rewards/acc/std": 0.5, "rewards/fmt/std": 0.0, "rewards/a/b/std": 0.0, "rewards/nul/std": None}),
+            (1, {"rewards/acc/std": 0.0, "rewards/fmt/std": 0.0, "rewards/nul/std": None}),
+            (2, {"rewards/acc/std": 0.0, "rewards/fmt/std": 0.3, "rewards/late/std": 0.0}),
+            (3, {"rewards/acc/std": 0.2, "rewards/fmt/std": 0.0, "rewards/late/std": 0.0}),
+            (4, {"rewards/acc/std": 0.2, "rewards/fmt/std": 0.0, "rewards/late/std": 0.5})]
+    rules = [rule("< 1e-6 for 2 steps", metric="rewards/*/std", name="no_signal",
+                  message="{metric} flat since {step}"),
+             rule("drop(50%)", metric="rewards/*/std", name="drops", window=1),
+             rule("< 0.1", metric="rewards/acc/std", name="acc_low")]  # reads one of the keys itself
+    monitor = Monitor(rules)
+    events = [e for step, values in rows for e in monitor.update(step, values)]
+    got = [(r["rule"], r["metric"], r["first_step"], r["last_step"]) for r in monitor.episodes()]
+    # ordered by first_step, rule, then metric; drop(50%) never fires where the baseline is 0
+    assert got == [("acc_low", "rewards/acc/std", 1, 2), ("drops", "rewards/acc/std", 1, 4),
+                   ("no_signal", "rewards/fmt/std", 1, 1), ("no_signal", "rewards/acc/std", 2, 2),
+                   ("no_signal", "rewards/late/std", 3, 3), ("no_signal", "rewards/fmt/std", 4, 4)]
+    assert monitor.episodes()[2]["message"] == "rewards/fmt/std flat since 1"
+    assert same_records(monitor.episodes(), audit_rows(rows, rules))
+    # events of one update come in rule order, a pattern rule's keys in key order
+    at_1 = [(e.record["rule"], e.record["metric"]) for e in events if e.step == 1]
+    assert at_1 == [("no_signal", "rewards/fmt/std"), ("drops", "rewards/acc/std"), ("acc_low", "rewards/acc/std")]
+
+
+def test_a_pattern_key_logged_again_at_the_same_step_is_merged():
+    monitor = Monitor([rule("> 1", metric="loss/*")])
+    assert monitor.update(1, {"loss/a": None}) == []  # null: not a value yet
+    assert [e.kind for e in monitor.update(1, {"loss/a": 2.0})] == ["started"]
+    assert [(e.kind, e.withdraws) for e in monitor.update(1, {"loss/a": 0.0})] == [("withdrawn", "started")]
+    assert [(e.record["metric"], e.kind) for e in monitor.update(2, {"loss/a": 3.0, "loss/b": 3.0})] == \
+        [("loss/a", "started"), ("loss/b", "started")]
+    assert monitor.not_evaluated == {}
 
 
 # ================================================================ resumed runs, input

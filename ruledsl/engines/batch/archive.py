@@ -7,6 +7,9 @@ read once into memory first: the engine's plan reads every metric's series
 separately, and from memory that is much cheaper than scanning the files (and
 recomputing run ids) once per series.
 
+Each run is audited with its own configuration (spec §2): what its logs keep
+(`Source.config`) with the `--config` settings on top.
+
 Streaming (asked for, or automatic past a share of the machine's memory) bounds
 memory instead: runs are independent, so the archive is audited a chunk of whole
 runs at a time (filters pushed down to the file scans), each chunk read with
@@ -16,7 +19,7 @@ polars' streaming engine, and only the records are kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ from ruledsl.compile import RuleSet, compile_rules
 from ruledsl.engines.batch import engine
 from ruledsl.engines.batch.frames import RUN, STEP, block_starts
 from ruledsl.model import trainers
+from ruledsl.model.config import RunConfig, merge
 from ruledsl.model.rule import Rule
 from ruledsl.readers import Archive, Source
 from ruledsl.readers.common import run_column
@@ -53,16 +57,20 @@ class _Group:
 
 
 def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None = None,
-                  streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS) -> ArchiveAudit:
-    """`trainer` (the --trainer option) applies to every run; otherwise each run's own."""
+                  streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS,
+                  config: Mapping[str, Any] | None = None) -> ArchiveAudit:
+    """`trainer` (the --trainer option) applies to every run; otherwise each run's own.
+    `config` (the --config settings) goes on top of every run's own configuration: a key
+    set there wins, and a key set to None is removed."""
+    overrides = dict(config or {})
     notes: list[str] = []
     choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
     notes.extend(_guess_notes(archive.sources, choices))
     groups = _groups(archive.sources, choices, rules)
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
     if stream:
-        return _audit_streaming(groups, chunk_rows, notes)
-    return _audit_in_memory(groups, notes)
+        return _audit_streaming(groups, chunk_rows, notes, overrides)
+    return _audit_in_memory(groups, notes, overrides)
 
 
 def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
@@ -76,11 +84,12 @@ def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules:
     return list(found.values())
 
 
-def _audit_in_memory(groups: list[_Group], notes: list[str]) -> ArchiveAudit:
+def _audit_in_memory(groups: list[_Group], notes: list[str], overrides: RunConfig) -> ArchiveAudit:
     """Each group's rows read into memory at once (see `_parts`), then one engine query."""
     plan = [(group, source, frame) for group in groups for source, frame in _parts(group.sources, group.keys)]
     in_memory = pl.collect_all([frame for _, _, frame in plan])
-    records = engine.audit_by_trainer([engine.AuditGroup(frame, group.rules, source.run_id if source else None)
+    records = engine.audit_by_trainer([engine.AuditGroup(frame, group.rules, source.run_id if source else None,
+                                                         config=_configs(source, group.sources, overrides))
                                        for frame, (group, source, _) in zip(in_memory, plan)])
     runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
             for run in _runs_in(frame)]
@@ -89,14 +98,28 @@ def _audit_in_memory(groups: list[_Group], notes: list[str]) -> ArchiveAudit:
     return ArchiveAudit(records, _concat(named), runs, notes, False)
 
 
-def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str]) -> ArchiveAudit:
+def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str], overrides: RunConfig
+                     ) -> ArchiveAudit:
     """Chunks of whole runs, one after the other; only their records are kept."""
     parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), group.rules,
-                                                        source.run_id if source else None)])
+                                                        source.run_id if source else None,
+                                                        config=_configs(source, group.sources, overrides))])
              for group in groups for source, chunk in _chunks(group.sources, chunk_rows, group.keys)]
     records = _sorted(pl.concat(parts, how="vertical_relaxed"))
     frame = _concat([_reading(group.sources, group.keys) for group in groups])
     return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True)
+
+
+def _configs(table: Source | None, sources: Sequence[Source], overrides: RunConfig
+             ) -> Callable[[Any], Mapping[str, Any]]:
+    """A run's configuration from its value in the run column of a part of a group (`_parts`,
+    `_chunks`): for the one-run `sources` (whose rows carry their run id), the source's own with
+    `overrides` on top; for the runs of a `table` of several runs, `overrides` alone (no one
+    configuration is theirs)."""
+    one_run = [] if table is not None else [s for s in sources if not s.multi_run]
+    by_run = {s.run: merge(s.config, overrides) for s in one_run}
+    everywhere = merge({}, overrides)
+    return lambda run: by_run.get(run, everywhere)
 
 
 def _runs_in(frame: pl.DataFrame) -> list[Any]:

@@ -426,7 +426,8 @@ def expression_frame(rule: Rule, series: dict[str, pl.LazyFrame]) -> tuple[pl.La
     names = list(series)
     compiler = _ExpressionCompiler({name: f"__metric{j}" for j, name in enumerate(names)})
     fired = compiler.predicate(body)  # registers the window functions it needs
-    value = compiler.value(meaning.reported_operand(body))
+    operand = meaning.reported_operand(body)  # a literal reports no number: n/a
+    value = pl.lit(None, dtype=pl.Float64) if isinstance(operand, ast.Literal) else compiler.value(operand)
 
     joined = None
     for j, name in enumerate(names):

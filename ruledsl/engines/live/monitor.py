@@ -7,15 +7,21 @@
     monitor.finish()
     monitor.episodes()                         # == ruledsl.audit(log, rules).to_dicts()
 
-It reads the same compiled rules as the batch engine (`ruledsl.compile_rules`)
-and must give the same episodes for the same log, bit for bit (spec §2–§4).
+It reads the same compiled rules as the batch engine (`ruledsl.compile_rules`),
+bound to the run's configuration (`config=`, spec §2: a rule whose `when` is
+false or that needs a key the configuration lacks is not run, and
+`not_evaluated` says why), and must give the same episodes for the same log,
+bit for bit (spec §2–§4).
 Per update it does O(W) work for each rule reading a key of the row (a window
 sum is added left to right, never kept as a running sum), and it keeps only
 the last few values of each key the rules read: memory does not grow with the
 length of the run (only the list of episodes does).
 
 Latency: none. A row is evaluated when it arrives, and its events are returned
-by that `update` call.
+by that `update` call. Most rules are evaluated where a key they read changes;
+an `absent(N)` rule also at the first row of every step (every logged step is
+an evaluation of it). A rule whose metric is a pattern gets a runner for each
+matching key, started at the key's first value (ruledsl/engines/live/patterns.py).
 
 Rows of the same step (the Trainer logs its training, evaluation and summary
 rows at one step) merge key by key, a later row winning a key (spec §2). A
@@ -54,11 +60,13 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ruledsl.compile import CompiledRule, RuleLike, RuleSet, compile_rules
+from ruledsl.compile import CompiledRule, RuleLike, RuleSet, bind, compile_rules
 from ruledsl.engines.live.aliases import Resolver
 from ruledsl.engines.live.events import AlertEvent, Fault
+from ruledsl.engines.live.patterns import PatternRules, is_pattern_rule
 from ruledsl.engines.live.runner import RuleRunner
 from ruledsl.engines.live.series import Series
+from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.model.catalog import Catalog
 
 __all__ = ["AlertEvent", "Fault", "Monitor"]
@@ -68,28 +76,38 @@ class Monitor:
     """Rules evaluated as one run's rows arrive: `update`, `finish`, `episodes`, `rules`.
 
     `rules` is anything `ruledsl.compile_rules` accepts; `catalog` defaults to the
-    builtin one; `run` is the run id the records carry.
+    builtin one; `run` is the run id the records carry; `config` is the run's
+    configuration (None: none known, so a rule that reads one is `config_unknown`).
     """
 
     def __init__(self, rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = None,
-                 catalog: Catalog | None = None, run: str = "default"):
+                 catalog: Catalog | None = None, run: str = "default", config: Mapping[str, Any] | None = None):
         self.rule_set = compile_rules(rules, trainer=trainer, catalog=catalog)
         self.run = run
         self.faults: list[Fault] = []
         self.notices: list[str] = []
         self.skipped_rows = 0
+        self.not_evaluated: dict[str, NotEvaluated] = {}  # rule name → why it does not run on this run
         self._step: int | None = None
         self._row: dict[str, float] = {}  # the merged row of the current step (keys the rules read)
         self._resolvers: dict[tuple[str, ...], Resolver] = {}
-        self._runners = [self._runner(c, j) for j, c in enumerate(self.rule_set)]
-        self._series = self._make_series()
+        self._rank = {c.rule.name: j for j, c in enumerate(self.rule_set)}  # events and runners in rule order
+        bound = self._bind(config or {})
+        patterns = [c for c in bound if is_pattern_rule(c)]
+        self._patterns = PatternRules(patterns) if patterns else None  # None: no key needs matching
+        self._runners = [self._runner(c) for c in bound if not is_pattern_rule(c)]
+        self._place()
+        self._series: dict[str, Series] = {}
+        for runner in self._runners:
+            self._provide(runner)
         self._index(self._step)
 
     # ------------------------------------------------------------ public
 
     @property
     def rules(self) -> tuple[CompiledRule, ...]:
-        """The compiled rules this monitor runs (disabled and other trainers' rules left out)."""
+        """The compiled rules for this trainer (disabled and other trainers' rules left out); those
+        the run's configuration keeps from running are in `not_evaluated`."""
         return self.rule_set.rules
 
     @property
@@ -102,13 +120,15 @@ class Monitor:
         if self._step is not None and step < self._step:
             self._skip(step)
             return []
+        every: list[RuleRunner] = []
         if step != self._step:
             self._close_step()
             self._step, self._row = step, {}
+            every = self._every_step  # a new logged step: an evaluation of each `absent` rule
         changed = self._merge(step, metrics)
-        if not changed:
+        if not changed and not every:
             return []
-        touched: dict[int, RuleRunner] = {}
+        touched = {runner.position: runner for runner in every} if every else {}
         readers, deciding = self._readers, self._resolvers_of  # `deciding` is empty once aliases are chosen
         for key in changed:
             if deciding:
@@ -143,27 +163,51 @@ class Monitor:
         return []
 
     def episodes(self) -> list[dict[str, Any]]:
-        """Every episode so far, closed and open, as `ruledsl.audit` records (same order)."""
+        """Every episode so far, closed and open, as `ruledsl.audit` records (same order: first_step,
+        rule, then metric; the run is this monitor's)."""
         records = [runner.record(e) for runner in self._runners for e in runner.episodes()]
-        return sorted(records, key=lambda r: (r["first_step"], r["rule"]))
+        return sorted(records, key=lambda r: (r["first_step"], r["rule"], r["metric"] or ""))
 
     # ------------------------------------------------------------ building
 
-    def _runner(self, compiled: CompiledRule, position: int) -> RuleRunner:
-        resolvers = {name: self._resolvers.setdefault(tuple(keys), Resolver(tuple(keys)))
-                     for name, keys in compiled.candidates.items()}
-        return RuleRunner(compiled, position, resolvers, self.rule_set.trainer, self.run)
+    def _bind(self, config: Mapping[str, Any]) -> list[CompiledRule]:
+        """The rules as they run with this configuration; the others noted in `not_evaluated`."""
+        bound = []
+        for compiled in self.rule_set:
+            rule = bind(compiled, config)
+            if isinstance(rule, NotEvaluated):
+                self.not_evaluated[compiled.rule.name] = rule
+            else:
+                bound.append(rule)
+        return bound
 
-    def _make_series(self) -> dict[str, Series]:
-        """One series per key any rule may read, big enough for every rule that may read it."""
-        capacity: dict[str, int] = {}
-        baselines: dict[str, set[int]] = {}
-        for runner in self._runners:
-            for resolver, size, firsts in runner.needs():
-                for key in resolver.candidates:
-                    capacity[key] = max(capacity.get(key, 1), size)
-                    baselines.setdefault(key, set()).update(firsts)
-        return {key: Series(key, capacity[key], frozenset(baselines[key])) for key in capacity}
+    def _runner(self, compiled: CompiledRule, key: str | None = None) -> RuleRunner:
+        """A rule's runner; for a pattern rule, its runner on the matched `key` (no aliases)."""
+        candidates = {compiled.rule.metric or "": (key,)} if key is not None else compiled.candidates
+        resolvers = {name: self._resolvers.setdefault(tuple(keys), Resolver(tuple(keys)))
+                     for name, keys in candidates.items()}
+        return RuleRunner(compiled, 0, resolvers, self.rule_set.trainer, self.run)
+
+    def _place(self) -> None:
+        """Number the runners in rule order (a pattern rule's runners by key): events come so."""
+        def placing(runner: RuleRunner) -> tuple[int, str]:
+            pattern = is_pattern_rule(runner.compiled)
+            return self._rank[runner.rule.name], runner.resolvers[0].candidates[0] if pattern else ""
+        self._runners.sort(key=placing)
+        for position, runner in enumerate(self._runners):
+            runner.position = position
+
+    def _provide(self, runner: RuleRunner) -> None:
+        """A series for each key the runner may read, big enough for it and every other reader."""
+        for resolver, size, firsts in runner.needs():
+            for key in resolver.candidates:
+                old = self._series.get(key)
+                if old is None:
+                    self._series[key] = Series(key, size, firsts)
+                elif size > old.capacity or not firsts <= old.baseline_windows:
+                    # only a pattern rule's runner arrives late, at its key's first value: nothing is lost
+                    assert old.raw_count == 0
+                    self._series[key] = Series(key, max(size, old.capacity), firsts | old.baseline_windows)
 
     def _index(self, open_step: int | None) -> None:
         """Who reads what: key → resolvers still choosing it, key → rules that may read it.
@@ -174,6 +218,7 @@ class Monitor:
         self._resolvers_of: dict[str, list[Resolver]] = {}
         self._readers: dict[str, list[RuleRunner]] = {}
         self._readers_of_resolver: dict[int, list[RuleRunner]] = {}
+        self._every_step = [r for r in self._runners if r.every_step and not r.disabled]
         for runner in self._runners:
             if runner.disabled:
                 continue
@@ -195,8 +240,10 @@ class Monitor:
     def _merge(self, step: int, metrics: Mapping[str, Any]) -> list[str]:
         """Merge the row into the step's row; the keys whose value changed."""
         changed = []
-        row, series = self._row, self._series
+        row, series, patterns = self._row, self._series, self._patterns
         for key, raw in metrics.items():
+            if patterns is not None and key not in patterns.seen and _as_value(raw) is not None:
+                self._first_value(key, patterns)
             target = series.get(key)
             if target is None:
                 continue  # no rule reads it
@@ -210,6 +257,17 @@ class Monitor:
             target.put(step, value)
             changed.append(key)
         return changed
+
+    def _first_value(self, key: str, patterns: PatternRules) -> None:
+        """A key's first value in the run: start the pattern rules that match it (its series with them)."""
+        runners = [self._runner(compiled, key) for compiled in patterns.first_value(key)]
+        if not runners:
+            return
+        for runner in runners:
+            self._provide(runner)
+        self._runners.extend(runners)
+        self._place()
+        self._index(self._step)
 
     def _run(self, runner: RuleRunner, step: int) -> list[AlertEvent]:
         if runner.disabled:

@@ -1,14 +1,19 @@
 """One rule run incrementally: its evaluations, `for`, `min_steps` and episodes (spec §3, §4).
 
 A `RuleRunner` is asked to evaluate its rule at a step each time a row of
-that step changes a key it may read. Its small state (`AlertState`, a value)
-is a state machine as in Prometheus' alerting rules: inactive, pending (the
-condition holds, but not yet for `for N steps` or before `min_steps`), firing
-(an open episode). The first time at a step the runner keeps the state it had;
-when a later row of the same step changes its inputs it goes back to that
-state and evaluates again, so what it holds is always what the merged rows
-of the step mean. The events of the step are compared with the ones already
-returned: only a difference is reported (withdrawals first).
+that step changes a key it may read (an `absent` rule also at the first row of
+every step: it is evaluated at every logged step). Its small state
+(`AlertState`, a value) is a state machine as in Prometheus' alerting rules:
+inactive, pending (the condition holds, but not yet for `for N steps` or
+before `min_steps`), firing (an open episode). Durations are training steps
+(spec §3): the state keeps the step its streak began at, not a count of
+evaluations, so that a rule means the same whatever the run's logging_steps.
+
+The first time at a step the runner keeps the state it had; when a later row
+of the same step changes its inputs it goes back to that state and evaluates
+again, so what it holds is always what the merged rows of the step mean. The
+events of the step are compared with the ones already returned: only a
+difference is reported (withdrawals first).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ruledsl.engines.live.aliases import Resolver
 from ruledsl.engines.live.events import RESOLVED, STARTED, WITHDRAWN, AlertEvent
 from ruledsl.engines.live.expression import CompiledExpression, compile_expression
 from ruledsl.engines.live.series import Series
-from ruledsl.engines.live.shorthand import CompiledShorthand, compile_shorthand, window_needs
+from ruledsl.engines.live.shorthand import RAW_READ, STEPS_READ, CompiledShorthand, compile_shorthand, window_needs
 
 INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 
@@ -52,8 +57,7 @@ class AlertState:
     it is an assignment.
     """
 
-    streak: int = 0  # consecutive evaluations at which the condition held
-    evaluations: int = 0  # of a full expression: its evaluation index (min_steps)
+    start: int | None = None  # step of the first evaluation of the current streak (None: no streak)
     open: Episode | None = None  # the episode firing now
     closed: int = 0  # how many finished episodes the runner's history holds
 
@@ -61,15 +65,16 @@ class AlertState:
     def phase(self) -> str:
         if self.open is not None:
             return FIRING
-        return PENDING if self.streak else INACTIVE
+        return PENDING if self.start is not None else INACTIVE
 
 
 class RuleRunner:
     def __init__(self, compiled: CompiledRule, position: int, resolvers: Mapping[str, Resolver],
                  trainer: str | None, run: str):
+        """`resolvers`: metric as written → its resolver (for a metric pattern: one for the matched key)."""
         self.compiled = compiled
         self.rule = compiled.rule
-        self.position = position  # order among the monitor's rules: events come in this order
+        self.position = position  # order among the monitor's runners: events come in this order
         self.trainer, self.run = trainer, run
         self.disabled = False
         condition = self.rule.condition
@@ -81,8 +86,10 @@ class RuleRunner:
         else:
             self.expression = compile_expression(condition.body)
             self.resolvers = tuple(resolvers[name] for name in self.expression.metrics)
-        self.sustain = self.rule.sustain
-        self.warm_up = self.rule.min_steps - 1  # the first index that may fire
+        # `absent` is evaluated at every logged step, not only where its key changes
+        self.every_step = self.shorthand is not None and self.shorthand.reads == STEPS_READ
+        self.span = self.rule.sustain - 1  # s − s₀ a streak must reach to fire (`for N steps`)
+        self.min_steps = self.rule.min_steps
         self.state = AlertState()
         self.closed: list[Episode] = []
         # the current step: the state before it, and the events returned for it
@@ -138,21 +145,20 @@ class RuleRunner:
         if key is None:
             return []
         s = series[key]
-        if compiled.raw:
-            if not s.has_row_at(step):
+        if compiled.reads == STEPS_READ:  # every logged step after the key's first (absent)
+            if s.first_step is None or step <= s.first_step:
                 return []
-            index = s.raw_count - 1
-        else:
-            if not s.has_value_at(step):
+            s.now = step
+        elif compiled.reads == RAW_READ:
+            if not s.has_row_at(step) or s.raw_count - 1 < compiled.defined_from:
                 return []
-            index = s.count - 1
-        if index < compiled.defined_from:
+        elif not s.has_value_at(step) or s.count - 1 < compiled.defined_from:
             return []
         holds, value, baseline = compiled.evaluate(s)
         state = self.state
-        if not holds and state.streak == 0 and state.open is None:
+        if not holds and state.start is None and state.open is None:
             return []  # inactive stays inactive: by far the most common evaluation, nothing to change
-        return self._advance(step, holds, index, value, baseline, key)
+        return self._advance(step, holds, value, baseline, key)
 
     def _evaluate_expression(self, step: int, series: Mapping[str, Series], expression: CompiledExpression
                              ) -> list[AlertEvent]:
@@ -162,16 +168,17 @@ class RuleRunner:
         chosen = [series[k] for k in keys]  # type: ignore[index]
         if not all(s.has_value_at(step) for s in chosen) or not expression.defined(chosen):
             return []
-        return self._advance(step, expression.holds(chosen), self.state.evaluations, expression.value(chosen),
-                             None, None)
+        value = expression.value(chosen) if expression.value is not None else None
+        return self._advance(step, expression.holds(chosen), value, None, None)
 
-    def _advance(self, step: int, holds: bool, index: int, value: float | None, baseline: float | None,
+    def _advance(self, step: int, holds: bool, value: float | None, baseline: float | None,
                  metric: str | None) -> list[AlertEvent]:
-        """The state after an evaluation at `step` (index: the series or evaluation index, which
-        min_steps reads), and the event it makes: an episode started or resolved (spec §3, §4)."""
+        """The state after an evaluation at `step`, and the event it makes: an episode started or
+        resolved (spec §3, §4). The condition, then `for` (the streak spans enough steps), then
+        `min_steps` (no firing at a step below it)."""
         state = self.state
-        streak = state.streak + 1 if holds else 0
-        fired = streak >= self.sustain and index >= self.warm_up
+        start = (step if state.start is None else state.start) if holds else None
+        fired = start is not None and step - start >= self.span and step >= self.min_steps
         episode, events = state.open, []
         if fired and episode is None:
             episode = self._start(step, value, baseline, metric)
@@ -182,8 +189,7 @@ class RuleRunner:
             self.closed.append(episode)
             events = [AlertEvent(RESOLVED, self.record(episode), self.rule, step)]
             episode = None
-        evaluations = state.evaluations + (self.expression is not None)
-        self.state = AlertState(streak, evaluations, episode, len(self.closed))
+        self.state = AlertState(start, episode, len(self.closed))
         return events
 
     def _start(self, step: int, value: float | None, baseline: float | None, metric: str | None) -> Episode:

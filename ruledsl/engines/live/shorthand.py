@@ -1,8 +1,10 @@
 """Shorthand conditions (spec §3) compiled to functions of a rule's `Series`.
 
 `compile_shorthand(body, window)` walks the checked AST once and returns the
-first series index at which the condition is defined and a function that, at
-such an index, returns (holds, value, baseline) as spec §4 reports them. What a
+first series index at which the condition is defined, what it is evaluated on
+(`reads`: the finite values, the raw rows for `nonfinite`, every logged step for
+`absent`) and a function that, at an evaluation, returns (holds, value,
+baseline) as spec §4 reports them. What a
 term reads and reports is its row in ruledsl.lang.meaning.TERMS; this module
 computes each statistic (`STATISTICS`) and each term's condition (`TERM_HOLDS`)
 with the batch engine's operations in the same order (ruledsl/engines/batch/
@@ -30,17 +32,25 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 
+# What a shorthand condition is evaluated on (spec §3, "defined from"):
+VALUES_READ = "values"  # each finite value of the key (a series index)
+RAW_READ = "raw"  # each row holding the key, non-finite values included (`nonfinite`)
+STEPS_READ = "steps"  # each logged step of the run after the key's first (`absent`)
+
+
 @dataclass(frozen=True)
 class CompiledShorthand:
-    defined_from: int  # first series index i with an evaluation
+    defined_from: int  # first index (of what `reads` counts) with an evaluation
     evaluate: Evaluate
-    raw: bool  # True for `nonfinite`: the series of every row with the key, non-finite included
+    reads: str  # VALUES_READ, RAW_READ or STEPS_READ
 
 
 def compile_shorthand(body: ast.Predicate, window: int) -> CompiledShorthand:
-    # As the batch engine: only a bare `nonfinite` reads the raw rows (combining it is an error).
-    return CompiledShorthand(meaning.first_index(body, window), _compile(body, window),
-                             isinstance(body, ast.NonFinite))
+    # As the batch engine: only a bare `nonfinite` or `absent` reads other than the finite values
+    # (they stand alone: combining them is an error of the condition).
+    reads = RAW_READ if isinstance(body, ast.NonFinite) else STEPS_READ if isinstance(body, ast.Absent) \
+        else VALUES_READ
+    return CompiledShorthand(meaning.first_index(body, window), _compile(body, window), reads)
 
 
 def window_needs(body: ast.Predicate, window: int) -> tuple[int, frozenset[int]]:
@@ -80,6 +90,7 @@ STATISTICS: dict[Statistic, Callable[[Series, int], float]] = {
     Statistic.LAST: lambda s, w: s.last,
     Statistic.RAW: lambda s, w: s.raw_last,
     Statistic.FIRST_MEAN: Series.baseline,
+    Statistic.GAP: lambda s, w: s.gap(),
 }
 
 
@@ -121,9 +132,14 @@ def _nonfinite(node: ast.NonFinite) -> Callable[[float], bool]:
     return lambda raw: not math.isfinite(raw)
 
 
+def _absent(node: ast.Absent) -> Callable[[float], bool]:
+    steps = float(node.steps.value)
+    return lambda gap: gap >= steps
+
+
 TERM_HOLDS: dict[type, Callable[[Any], Callable[..., bool]]] = {
     ast.ShorthandCompare: _compare, ast.Between: _between, ast.Change: _change,
-    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite,
+    ast.Spike: _spike, ast.Flat: _flat, ast.NonFinite: _nonfinite, ast.Absent: _absent,
 }
 
 
