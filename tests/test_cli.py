@@ -32,7 +32,7 @@ def test_audit_examples_as_json():
     found = {(r["run"], r["rule"], r["first_step"]) for r in records}
     assert ("grpo_is_collapse", "grpo_is_ratio_collapse", 440) in found
     assert ("sft_nan", "loss_nonfinite", 520) in found
-    assert ("dpo_stuck", "dpo_loss_stuck_ln2", 540) in found
+    assert ("dpo_stuck", "dpo_loss_stuck_ln2", 100) in found
     assert not any(r["run"] == "dpo_healthy" for r in records)
     nan_values = [r["value"] for r in records if r["rule"] == "loss_nonfinite"]
     assert nan_values == ["nan"]  # non-finite values as strings in JSON (spec §4)

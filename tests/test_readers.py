@@ -148,7 +148,7 @@ def test_callback_diagnostics_folder(tmp_path: Path):
     (diagnostics / "alerts.jsonl").write_text('{"rule": "dpo_loss_stuck_ln2", "first_step": 540}\n')
     records, stderr = audit_json(str(tmp_path))
     assert {r["run"] for r in records} == {"out"} and {r["trainer"] for r in records} == {"dpo"}
-    assert ("dpo_loss_stuck_ln2", 540) in {(r["rule"], r["first_step"]) for r in records}
+    assert ("dpo_loss_stuck_ln2", 100) in {(r["rule"], r["first_step"]) for r in records}
     assert "alerts.jsonl" not in stderr and "guessed" not in stderr  # not a log; trainer from run.json
 
 
@@ -179,7 +179,7 @@ def test_table_with_a_run_column_holds_several_runs(tmp_path: Path, suffix: str)
     both.write_parquet(archive) if suffix == "parquet" else both.write_csv(archive)
     records, stderr = audit_json(str(archive), "--trainer", "dpo")
     assert {r["run"] for r in records} == {"archive/stuck"}
-    assert ("archive/stuck", "dpo_loss_stuck_ln2", 540) in {(r["run"], r["rule"], r["first_step"]) for r in records}
+    assert ("archive/stuck", "dpo_loss_stuck_ln2", 100) in {(r["run"], r["rule"], r["first_step"]) for r in records}
 
 
 def test_tables_name_their_runs_in_messages_and_keep_them_apart(tmp_path: Path):
