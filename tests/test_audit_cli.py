@@ -138,3 +138,60 @@ def test_a_file_of_another_kind_is_said(tmp_path: Path):
     result = ruledsl("audit", str(notes), str(EXAMPLES / "sft_nan"), "--format", "json")
     assert result.returncode == 0 and f"warning: {notes}: not a log ruledsl reads" in result.stderr
     assert {r["run"] for r in json.loads(result.stdout)} == {"sft_nan"}
+
+
+# ---------------------------------------------------------------- --config (spec §2)
+
+BETA_RULE = """name: loss_over_beta
+trainers: [all]
+condition: "loss > config.scale * config.beta"
+when: "config.loss_type == 'sigmoid'"
+severity: low
+message: "loss {value:.2f}"
+"""
+
+
+def beta_run(tmp_path: Path, config: dict) -> tuple[Path, Path]:
+    """A callback output folder whose run.json keeps `config`, and a folder with BETA_RULE."""
+    run = copy_example("dpo_stuck", tmp_path / "out" / "diagnostics")
+    (run / "run.json").write_text(json.dumps({"trainer": "dpo", "config": config}))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "beta.yaml").write_text(BETA_RULE)
+    return tmp_path / "out", tmp_path / "rules"
+
+
+def fired_rules(out: Path, rules: Path, *config: str) -> set[str]:
+    records, _ = audit_json(str(out), "--no-builtin", "--rules", str(rules), *config)
+    return {r["rule"] for r in records}
+
+
+def test_config_options_win_over_what_the_logs_keep(tmp_path: Path):
+    out, rules = beta_run(tmp_path, {"beta": 0.1, "scale": 1, "loss_type": "sigmoid"})
+    assert fired_rules(out, rules) == {"loss_over_beta"}  # dpo_stuck's loss ≈ 0.69 > 0.1
+    assert fired_rules(out, rules, "--config", "beta=10") == set()
+    assert fired_rules(out, rules, "--config", "loss_type=hinge") == set()  # `when` no longer holds
+    assert fired_rules(out, rules, "--config", "beta=10", "--config", "beta=0.1") == {"loss_over_beta"}  # later wins
+    assert fired_rules(out, rules, "--config", "beta=null") == set()  # removed: the rule cannot be evaluated
+
+
+def test_config_file_and_options_together(tmp_path: Path):
+    out, rules = beta_run(tmp_path, {"loss_type": "sigmoid"})
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("beta: 0.1\nscale: 100\n")
+    assert fired_rules(out, rules, "--config", str(settings)) == set()  # 0.69 < 10
+    assert fired_rules(out, rules, "--config", str(settings), "--config", "scale=1") == {"loss_over_beta"}
+    (tmp_path / "settings.json").write_text('{"beta": 0.1, "scale": 1}')
+    assert fired_rules(out, rules, "--config", str(tmp_path / "settings.json")) == {"loss_over_beta"}
+
+
+def test_malformed_config_options_are_usage_errors(tmp_path: Path):
+    (tmp_path / "bad.yaml").write_text("beta: [0.1\n")
+    (tmp_path / "list.json").write_text("[1]")
+    for value, words in [("beta", "'beta' is not KEY=VALUE"), ("=1", "has no key before '='"),
+                         (str(tmp_path / "missing.yaml"), f"{tmp_path / 'missing.yaml'}: cannot read"),
+                         (str(tmp_path / "bad.yaml"), f"{tmp_path / 'bad.yaml'}:2:1: not valid YAML"),
+                         (str(tmp_path / "list.json"), "holds a mapping of keys to values, this one holds a list")]:
+        result = ruledsl("audit", str(EXAMPLES / "dpo_stuck"), "--config", value)
+        assert result.returncode == 2, (value, result.stderr)
+        assert "error: --config: " in result.stderr and words in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""

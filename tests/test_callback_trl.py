@@ -95,7 +95,12 @@ def test_detects_the_trainer_and_says_so(runs, kind):
     info = json.loads((diagnostics / "run.json").read_text())
     assert info["trainer"] == kind and info["rules"] == expected
     assert not any(name.startswith("grpo_") for name in info["rules"])
-    assert info["config"]["config_class"] == CONFIG_CLASSES[kind] and info["config"]["logging_steps"] == 1
+    assert info["config_class"] == CONFIG_CLASSES[kind]
+    # the trainer's arguments, flattened (spec §2): what `ruledsl audit` gives the rules as config.KEY
+    config = info["config"]
+    assert config["learning_rate"] == 1e-3 and config["logging_steps"] == 1 and config["max_steps"] == 5
+    assert config["save_strategy"] == "no" and config["use_cpu"] is True and None not in config.values()
+    assert all(not isinstance(v, (dict, list)) for v in config.values())
     assert info["versions"]["trl"] == trl.__version__ and "ruledsl_version" in info
 
 

@@ -3,6 +3,7 @@
 The callback subclasses transformers' TrainerCallback: the tests that build one are marked `trl`
 and skipped without transformers; the rest need no extra."""
 
+import enum
 import io
 import json
 import math
@@ -175,3 +176,79 @@ def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
         assert control.should_training_stop and callback.stopped["step"] == 2
         out = capsys.readouterr().out
         assert ("[HIGH]" in out) is main and (tmp_path / "diagnostics").exists() is main
+
+
+class _Strategy(enum.Enum):
+    STEPS = "steps"
+
+
+class DPOConfig:
+    """Stands in for TRL's DPOConfig: what the callback reads of it (`to_dict`, `output_dir`, …)."""
+
+    def __init__(self, output_dir, **fields):
+        self.output_dir, self.report_to, self.run_name = str(output_dir), [], None
+        self.fields = {"output_dir": str(output_dir), **fields}
+
+    def to_dict(self):
+        return self.fields
+
+
+BETA_RULE = {"name": "loss_high_for_beta", "trainers": ["dpo"], "condition": "loss > 10 * config.beta",
+             "when": "config.loss_type == 'sigmoid'", "severity": "high", "message": "loss {value}"}
+
+
+def _watch(callback, args, losses):
+    from types import SimpleNamespace
+
+    state = SimpleNamespace(global_step=0, is_world_process_zero=True)
+    control = SimpleNamespace(should_training_stop=False)
+    callback.on_train_begin(args, state, control)
+    for step, loss in enumerate(losses, start=1):
+        state.global_step = step
+        callback.on_log(args, state, control, logs={"loss": loss})
+    callback.on_train_end(args, state, control)
+
+
+@pytest.mark.trl
+def test_the_trainer_s_arguments_are_the_run_s_configuration(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from ruledsl.integrations.callback import DiagnosticsCallback
+
+    args = DPOConfig(tmp_path, beta=0.1, loss_type="sigmoid", learning_rate=5e-7, report_to=["wandb", "tensorboard"],
+                     eval_strategy=_Strategy.STEPS, model_init_kwargs={"torch_dtype": "bfloat16"},
+                     max_length=None, max_grad_norm=math.inf)
+    callback = DiagnosticsCallback(rules=[BETA_RULE], include_builtin=False)
+    _watch(callback, args, [0.5, 2.0])
+    info = json.loads((tmp_path / "diagnostics" / "run.json").read_text())
+    assert info["config_class"] == "DPOConfig"
+    assert info["config"] == {"output_dir": str(tmp_path), "beta": 0.1, "loss_type": "sigmoid",
+                              "learning_rate": 5e-7, "report_to.0": "wandb", "report_to.1": "tensorboard",
+                              "eval_strategy": "steps", "model_init_kwargs.torch_dtype": "bfloat16",
+                              "max_grad_norm": "inf"}  # flat, nulls left out, JSON as in spec §4
+    # the live engine got the same configuration: 2.0 > 10 × beta, and `when` holds
+    started = [json.loads(line) for line in (tmp_path / "diagnostics" / "alerts.jsonl").read_text().splitlines()]
+    assert [(e["rule"], e["first_step"]) for e in started if e["event"] == "started"] == [("loss_high_for_beta", 2)]
+    assert "[HIGH] loss_high_for_beta at step 2" in capsys.readouterr().out
+    # and the audit of the diagnostics folder reads it back from run.json
+    archive = read_archive([tmp_path / "diagnostics"])
+    assert archive.sources[0].config["report_to.1"] == "tensorboard" and archive.sources[0].config["beta"] == 0.1
+
+
+@pytest.mark.trl
+def test_a_configuration_that_cannot_be_read_never_stops_training(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from ruledsl.integrations.callback import DiagnosticsCallback
+
+    class Broken(DPOConfig):
+        def to_dict(self):
+            raise RuntimeError("no dict today")
+
+    callback = DiagnosticsCallback(rules=[BETA_RULE], custom_alerts=["dpo: loss > 1 -> low: loss {value}"],
+                                   include_builtin=False)
+    _watch(callback, Broken(tmp_path), [0.5, 2.0])
+    err = capsys.readouterr().err
+    assert "the run's configuration failed (RuntimeError: no dict today)" in err and "training goes on" in err
+    info = json.loads((tmp_path / "diagnostics" / "run.json").read_text())
+    assert info["config"] == {}
+    # the rules that need no configuration still run; the one that does is not evaluated
+    assert [r["rule"].startswith("inline_") for r in callback.started] == [True]

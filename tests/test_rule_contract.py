@@ -126,7 +126,8 @@ def test_the_model_uses_the_schema_s_own_fields_patterns_and_names():
     assert set(FIELDS) == set(properties) and set(REQUIRED) == set(schema["required"])
     assert NAME_PATTERN.pattern == properties["name"]["pattern"]
     assert TRAINER_PATTERN.pattern == properties["trainers"]["items"]["pattern"]
-    assert all(properties[name]["pattern"] == NOT_BLANK.pattern for name in ("metric", "condition", "description"))
+    assert all(properties[name]["pattern"] == NOT_BLANK.pattern
+               for name in ("metric", "condition", "description", "when"))
     assert tuple(properties["severity"]["enum"]) == SEVERITIES
     assert list(schema["patternProperties"]) == ["^x-"] and schema["additionalProperties"] is False
 
@@ -165,12 +166,14 @@ def near(good: st.SearchStrategy) -> st.SearchStrategy:
 
 WHOLE = st.integers(0, 60) | st.integers(0, 5).map(float)
 EPISODE = st.fixed_dictionaries({"first_step": near(WHOLE)}, optional={
-    "last_step": near(WHOLE), "message": near(TEXT), "last": JSON})
+    "last_step": near(WHOLE), "message": near(TEXT), "metric": near(TEXT), "last": JSON})
+CONFIG_VALUE = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | TEXT
 LOG_VALUE = st.floats(allow_nan=False) | st.none() | TEXT  # NaN would not equal itself after the YAML round trip
 CASE = st.fixed_dictionaries({
     "series": near(st.dictionaries(TEXT, near(st.lists(near(LOG_VALUE), max_size=3)), max_size=2)),
     "expect": near(st.lists(near(EPISODE), max_size=2)),
-}, optional={"name": near(TEXT), "steps": near(st.lists(near(WHOLE), max_size=3)), "colour": JSON})
+}, optional={"name": near(TEXT), "steps": near(st.lists(near(WHOLE), max_size=3)),
+             "config": near(st.dictionaries(TEXT, near(CONFIG_VALUE), max_size=2)), "colour": JSON})
 GOOD = {  # a valid value of each field
     "name": st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True),
     "trainers": st.lists(near(st.sampled_from(["grpo", "dpo", "all", "common"])), min_size=1, max_size=3),
@@ -182,12 +185,13 @@ GOOD = {  # a valid value of each field
     "window": WHOLE.filter(bool),
     "min_steps": WHOLE,
     "for": WHOLE.filter(bool),
+    "when": st.sampled_from(["config.beta > 0", "config.loss_type == 'sigmoid'", "loss > 0", "config.x >"]),
     "reference": TEXT | st.lists(near(TEXT), max_size=2),
     "enabled": st.booleans(),
     "tags": st.lists(near(TEXT), max_size=2),
     "tests": st.lists(near(CASE), max_size=2),
 }
-OTHER_KEYS = ("x-owner", "x-", "colour", "when", "Name")
+OTHER_KEYS = ("x-owner", "x-", "colour", "config", "Name")
 
 
 @st.composite

@@ -122,7 +122,7 @@ def test_a_wrong_field_is_named_with_a_hint(change, code, words, hint):
     ([{"series": {}, "expect": []}, {"series": {"m": [True]}, "expect": []}],
      "tests[1].series.m[0] must be a number, 'nan', 'inf', '-inf' or null, got True"),
     ([{"series": {}, "expect": [{"first_step": 1, "last": 2}]}],
-     "tests[0].expect[0]: unknown field 'last' (known: first_step, last_step, message)"),
+     "tests[0].expect[0]: unknown field 'last' (known: first_step, last_step, message, metric)"),
     ([{"series": {}, "steps": [0.5], "expect": []}], "tests[0].steps[0] must be a whole number, got 0.5"),
 ])
 def test_a_malformed_test_case_is_named_by_its_path(tests, words):

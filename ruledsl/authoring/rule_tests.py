@@ -1,23 +1,26 @@
 """Running a rule's `tests:` cases (spec §7) through the engines.
 
 A case is a small log (`series`: metric key → values, one per step; `steps`
-optional) and the episodes the rule must report on it (`expect`: first_step,
-optionally last_step and message). Every case runs on each engine in `ENGINES`;
-a case passes when every engine reports exactly the expected episodes.
+optional), optionally the run's configuration (`config`, for rules with `when` or
+`config.KEY`), and the episodes the rule must report on it (`expect`: first_step,
+optionally last_step, message and metric). Every case runs on each engine in
+`ENGINES`; a case passes when every engine reports exactly the expected episodes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
 from ruledsl.engines.batch.engine import audit
 from ruledsl.engines.live.monitor import Monitor
+from ruledsl.lang import meaning
 from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.model.config import RunConfig, normalize
 from ruledsl.model.rule import Rule
 
 TEST_RUN = "default"  # as for any log without run ids
@@ -68,26 +71,37 @@ def _number(value: Any, key: str) -> float:
     return float(value)
 
 
+def case_config(case: Mapping[str, Any]) -> RunConfig:
+    """The case's run configuration as the engines take it (spec §2): a null is a missing key."""
+    return normalize(case.get("config") or {})
+
+
 def batch_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
-                   catalog: Catalog | None) -> list[dict[str, Any]]:
+                   catalog: Catalog | None, config: RunConfig | None = None) -> list[dict[str, Any]]:
     """The episodes `audit` reports for the case's log."""
     long = pl.DataFrame(
         [(TEST_RUN, step, key, value) for step, metrics in rows for key, value in metrics.items()],
         schema={"run": pl.String, "step": pl.Int64, "key": pl.String, "value": pl.Float64}, orient="row")
-    return audit(long, [rule], trainer=trainer, catalog=catalog).to_dicts()
+    return audit(long, [rule], trainer=trainer, catalog=catalog, config=config or {}).to_dicts()
 
 
 def incremental_episodes(rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
-                         catalog: Catalog | None) -> list[dict[str, Any]]:
+                         catalog: Catalog | None, config: RunConfig | None = None) -> list[dict[str, Any]]:
     """The episodes the Monitor (the callback's engine) finds, fed one row at a time as in training."""
-    monitor = Monitor([rule], trainer=trainer, catalog=catalog, run=TEST_RUN)
+    monitor = Monitor([rule], trainer=trainer, catalog=catalog, run=TEST_RUN, config=config or {})
     for step, metrics in rows:
         monitor.update(step, metrics)
     monitor.finish()
     return monitor.episodes()
 
 
-Engine = Callable[[Rule, list, "str | None", "Catalog | None"], list[dict[str, Any]]]
+class Engine(Protocol):
+    """An engine run on one case: its log rows, the trainer, the catalog, the run's configuration."""
+
+    def __call__(self, rule: Rule, rows: list[tuple[int, dict[str, float]]], trainer: str | None,
+                 catalog: Catalog | None, config: RunConfig | None = None) -> list[dict[str, Any]]: ...
+
+
 ENGINES: dict[str, Engine] = {"batch": batch_episodes, "incremental": incremental_episodes}
 
 
@@ -100,17 +114,29 @@ def run_case(rule: Rule, index: int, catalog: Catalog | None = None) -> CaseResu
         result.error = str(exc)
         return result
     catalog = catalog if catalog is not None else builtin_catalog()
-    readable = {key for metric in rule.metrics for key in catalog.candidates(metric, rule.trainers)}
-    if rule.metrics and not readable & {key for _, metrics in rows for key in metrics}:
+    if rule.metrics and not _reads_some(rule, {key for _, metrics in rows for key in metrics}, catalog):
         result.error = f"the series name none of the metrics the rule reads ({', '.join(rule.metrics)})"
         return result
     trainer = None if rule.applies_to_all else rule.trainers[0]
+    config = case_config(case)
     for engine_name, engine in ENGINES.items():
-        episodes = engine(rule, rows, trainer, catalog)
+        episodes = engine(rule, rows, trainer, catalog, config)
         mismatch = compare(case.get("expect") or [], episodes)
         if mismatch:
             result.failures.append(f"{engine_name} engine: {mismatch}")
     return result
+
+
+def _reads_some(rule: Rule, keys: set[str], catalog: Catalog) -> bool:
+    """Whether the rule reads one of `keys`: a metric, a catalog alias of it, or a key a metric
+    pattern matches (spec §2)."""
+    for metric in rule.metrics:
+        if meaning.is_pattern(metric):
+            if any(meaning.pattern_regex(metric).match(key) for key in keys):
+                return True
+        elif keys & set(catalog.candidates(metric, rule.trainers)):
+            return True
+    return False
 
 
 def compare(expected: Sequence[Mapping[str, Any]], episodes: Sequence[Mapping[str, Any]]) -> str | None:
@@ -120,7 +146,7 @@ def compare(expected: Sequence[Mapping[str, Any]], episodes: Sequence[Mapping[st
     if got != want:
         return f"expected episodes starting at steps {want}, got {got}" + _messages(episodes)
     for wanted, episode in zip(expected, episodes):
-        for key in ("last_step", "message"):
+        for key in ("last_step", "message", "metric"):
             if key in wanted and wanted[key] != episode[key]:
                 return (f"the episode starting at step {episode['first_step']}: expected {key} "
                         f"{wanted[key]!r}, got {episode[key]!r}")

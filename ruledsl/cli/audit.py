@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import typer
@@ -13,6 +14,7 @@ from ruledsl.cli.app import app, fail
 from ruledsl.cli.progress import ProgressLine
 from ruledsl.engines.batch.archive import audit_archive
 from ruledsl.lang.errors import FrameError, RuleSyntaxError
+from ruledsl.model.config import ConfigError, looks_like_config_file, parse_override, read_config_file
 from ruledsl.model.loader import RuleLoadError, load_rules
 from ruledsl.model.rule import rule_from_inline
 from ruledsl.readers import read_archive
@@ -44,10 +46,20 @@ def audit(
     streaming: bool | None = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
                                              "streaming engine (bounded memory). Default: only for archives "
                                              "larger than a quarter of the machine's memory."),
+    config: list[str] = typer.Option([], "--config", metavar="KEY=VALUE|FILE", help="Set a key of every "
+                                     "run's configuration, which rules read as config.KEY and in `when` "
+                                     "(repeatable; later ones win, and all win over what the logs keep: "
+                                     "run.json, MLflow params, W&B's config, TensorBoard's args). KEY=VALUE "
+                                     "types VALUE as JSON or YAML: beta=0.1, use_vllm=true, loss_type=sigmoid, "
+                                     "report_to=[wandb] (report_to.0); KEY=null removes the key. FILE: a "
+                                     "YAML or JSON file of keys (nested keys join with '.'; W&B's "
+                                     "config.yaml works too), any existing file or a name ending in .yaml, "
+                                     ".yml or .json."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
     if fail_on is not None and fail_on not in SEVERITIES:
         fail(f"--fail-on takes one of {', '.join(SEVERITIES)}, not {fail_on!r}")
+    overrides = _config_options(config)
     try:
         rule_set = load_rules(rules, trainer=trainer, include_builtin=not no_builtin)
         rule_set += [rule_from_inline(text) for text in alert]
@@ -65,7 +77,7 @@ def audit(
     if not archive.sources:
         fail("no readable run under the given paths")
     try:
-        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming)
+        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides)
     except FrameError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # a table damaged past the rows polars checked up front
@@ -88,3 +100,21 @@ def audit(
         typer.echo(report, nl=False)
     if fail_on is not None and any(at_least(s, fail_on) for s in records["severity"]):
         raise typer.Exit(1)
+
+
+def _config_options(values: list[str]) -> dict[str, Any]:
+    """The --config options as one set of keys, later ones winning; a null is kept (it removes
+    the key from what the logs keep). A malformed one is a usage error naming it."""
+    overrides: dict[str, Any] = {}
+    for value in values:
+        if looks_like_config_file(value):
+            try:
+                overrides.update(read_config_file(value))
+            except ConfigError as exc:
+                fail(f"--config: {exc}")
+            continue
+        try:
+            overrides.update(parse_override(value))
+        except ValueError as exc:
+            fail(f"--config: {exc}")
+    return overrides

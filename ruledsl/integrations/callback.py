@@ -4,9 +4,11 @@
     trainer = GRPOTrainer(..., callbacks=[DiagnosticsCallback(stop_on="critical")])
 
 At the first hook it detects the trainer from the class of the training
-arguments and picks the rules for it; then every `on_log` row goes through the
-incremental monitor, each alert episode is announced when it starts, and the
-main process writes metrics.jsonl, alerts.jsonl and run.json (readable by
+arguments and picks the rules for it, and takes the run's configuration (spec
+§2: the arguments' `to_dict()`, flattened) for `config.KEY` and `when`; then
+every `on_log` row goes through the incremental monitor, each alert episode is
+announced when it starts, and the main process writes metrics.jsonl,
+alerts.jsonl and run.json, the configuration included (readable by
 `ruledsl audit`). Nothing in here may stop training except `stop_on`: each
 part runs behind a fuse (ruledsl.fuse) and is switched off on its first fault.
 This module imports transformers; `import ruledsl` does not import this module.
@@ -36,22 +38,15 @@ from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
 from ruledsl.model.catalog import Catalog
+from ruledsl.model.config import RunConfig, normalize
 from ruledsl.model.loader import load_rules
 from ruledsl.model.rule import Rule, rule_from_inline
 from ruledsl.model.trainers import trainer_id
 
 DIAGNOSTICS_DIR = "diagnostics"
-# TrainingArguments / TRL config fields worth keeping next to the alerts (those present are kept)
-RELEVANT_ARGS = (
-    "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "max_steps", "num_train_epochs",
-    "per_device_train_batch_size", "gradient_accumulation_steps", "max_grad_norm", "logging_steps", "seed",
-    "bf16", "fp16", "gradient_checkpointing", "beta", "loss_type", "max_length", "max_completion_length",
-    "num_generations", "temperature", "epsilon", "use_vllm", "importance_sampling_level", "report_to",
-    "run_name", "output_dir",
-)
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "polars")
 
-RULES, CALLBACK = "the rules", "the diagnostics callback"
+RULES, CALLBACK, CONFIG = "the rules", "the diagnostics callback", "the run's configuration"
 
 
 class DiagnosticsCallback(TrainerCallback):
@@ -78,6 +73,7 @@ class DiagnosticsCallback(TrainerCallback):
 
     def _reset(self) -> None:
         self.trainer: str | None = None
+        self.config: RunConfig = {}
         self.active_rules: list[Rule] = []
         self.monitor = None
         self.files: DiagnosticsFiles | None = None
@@ -114,6 +110,8 @@ class DiagnosticsCallback(TrainerCallback):
         detected = trainer_id(args)
         self.trainer = self.trainer_override or detected
         self.active_rules = [r for r in self.rules if r.enabled and r.applies_to(self.trainer)]
+        # without it (a fault), rules that read the configuration are not evaluated; the rest run
+        self.config = self.fuse.run(CONFIG, trainer_config, args) or {}
         self.monitor = self.fuse.run(RULES, self._new_monitor, args)
         if not self._main:
             return
@@ -125,7 +123,7 @@ class DiagnosticsCallback(TrainerCallback):
 
     def _new_monitor(self, args):
         run = getattr(args, "run_name", None) or Path(str(args.output_dir)).name or "default"
-        return Monitor(self.active_rules, trainer=self.trainer, catalog=self.catalog, run=run)
+        return Monitor(self.active_rules, trainer=self.trainer, catalog=self.catalog, run=run, config=self.config)
 
     def _announce_start(self, args, detected: str | None) -> None:
         config_class = type(args).__name__
@@ -150,11 +148,10 @@ class DiagnosticsCallback(TrainerCallback):
         return files
 
     def _run_info(self, args) -> dict[str, Any]:
-        config = {name: getattr(args, name) for name in RELEVANT_ARGS if hasattr(args, name)}
+        # `config` is what `ruledsl audit` gives the rules for this run (readers/run_config.py)
         info = {"trainer": self.trainer, "ruledsl_version": __version__,
-                "rules": [r.name for r in self.active_rules],
-                "config": {"config_class": type(args).__name__, **config},
-                "versions": _versions(), "stop_on": self.stop_on}
+                "rules": [r.name for r in self.active_rules], "config_class": type(args).__name__,
+                "config": self.config, "versions": _versions(), "stop_on": self.stop_on}
         if self.stopped is not None:
             info["stopped"] = self.stopped
         return info
@@ -272,6 +269,18 @@ def _collect_rules(rules, rules_dir, custom_alerts, include_builtin: bool) -> li
         custom_alerts = [custom_alerts]
     collected.extend(rule_from_inline(text) for text in custom_alerts or [])
     return collected
+
+
+def trainer_config(args: Any) -> RunConfig:
+    """The run's configuration (spec §2): the training arguments' `to_dict()` (enums as their
+    values, tokens masked by transformers), flattened with `.`, nulls left out. Arguments
+    without `to_dict` (not a TrainingArguments) give their public attributes."""
+    to_dict = getattr(args, "to_dict", None)
+    if callable(to_dict):
+        fields = to_dict()
+    else:
+        fields = {k: v for k, v in getattr(args, "__dict__", {}).items() if not k.startswith("_")}
+    return normalize(fields)
 
 
 def _versions() -> dict[str, str]:

@@ -23,7 +23,7 @@ from typing import Any
 from ruledsl.alerts import SEVERITIES
 from ruledsl.lang import ast
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError
-from ruledsl.lang.read import parse_condition, read_inline_alert
+from ruledsl.lang.read import parse_condition, parse_when, read_inline_alert
 from ruledsl.lang.templates import Template, parse_template
 
 # The schema's patterns, verbatim (a test compares them): `(?!\n)` keeps Python's `$`, which also
@@ -36,7 +36,7 @@ ALL_TRAINERS = "all"
 TRAINER_SYNONYMS = {"common": ALL_TRAINERS}
 
 FIELDS = ("name", "trainers", "metric", "condition", "severity", "message", "description",
-          "window", "min_steps", "for", "reference", "enabled", "tags", "tests")
+          "window", "min_steps", "for", "when", "reference", "enabled", "tags", "tests")
 REQUIRED = ("name", "trainers", "condition", "severity", "message")
 
 
@@ -52,6 +52,7 @@ class Rule:
     window: int = 1
     min_steps: int = 0
     sustain: int = 1  # the `for` field, or `for N steps` written in the condition
+    when: ast.Condition | None = None  # config.KEY comparisons: the runs the rule applies to (spec §1, §2)
     reference: tuple[str, ...] = ()
     enabled: bool = True
     tags: tuple[str, ...] = ()
@@ -85,6 +86,8 @@ class Rule:
             out["metric"] = self.metric
         if self.condition.sustain is not None:
             del out["for"]
+        if self.when is not None:
+            out["when"] = self.when.text
         optional = {"description": self.description, "reference": list(self.reference) or None,
                     "tags": list(self.tags) or None, "tests": list(self.tests) or None}
         out.update({k: v for k, v in optional.items() if v is not None})
@@ -137,6 +140,7 @@ class _RuleReader:
         )
         condition = self.condition()
         sustain = self.sustain(condition)
+        when = self.when()
         if condition is not None and condition.is_shorthand and "metric" not in self.mapping:
             self.problem("metric", "a shorthand condition needs the rule's `metric`", code="E302",
                          hint="add `metric: <log key>`, or name the metric in the condition, "
@@ -144,7 +148,7 @@ class _RuleReader:
         if self.problems:
             raise RuleValidationError(self.problems, name if isinstance(name, str) else None)
         assert condition is not None  # a required field: without it, there was a problem
-        return Rule(condition=condition, sustain=sustain, **values)
+        return Rule(condition=condition, sustain=sustain, when=when, **values)
 
     # ------------------------------------------------------------ fields
 
@@ -266,7 +270,8 @@ class _RuleReader:
             return ()
         problems = [p for index, case in enumerate(value) for p in _case_problems(case, f"tests[{index}]")]
         for message in problems:
-            self.problem("tests", message, hint="a case has series and expect, optionally name and steps (spec §7)")
+            self.problem("tests", message, hint="a case has series and expect, optionally name, steps and config "
+                         "(spec §7)")
         return () if problems else tuple(value)
 
     def message(self) -> Template | None:
@@ -302,6 +307,26 @@ class _RuleReader:
             return parse_condition(source)
         except RuleSyntaxError as exc:
             self.problems.append(_in_field(exc, "condition"))
+            return None
+
+    def when(self) -> ast.Condition | None:
+        """The `when` field: comparisons of config.KEY with literals, parsed like `condition`
+        (its errors carry a span inside the string, which the loader places in the file)."""
+        source = self.value("when")
+        if source is None:
+            return None
+        if not isinstance(source, str):
+            self.problem("when", f"'when' must be a string, got {_shown(source)}",
+                         hint="e.g. when: \"config.loss_type == 'sigmoid'\"")
+            return None
+        if not NOT_BLANK.search(source):
+            self.problem("when", f"'when' is blank, got {source!r}",
+                         hint="e.g. when: \"config.use_vllm == true\", or remove the line")
+            return None
+        try:
+            return parse_when(source)
+        except RuleSyntaxError as exc:
+            self.problems.append(_in_field(exc, "when"))
             return None
 
     def sustain(self, condition: ast.Condition | None) -> int:
@@ -392,14 +417,22 @@ def _is_log_value(value: Any) -> bool:
     return value is None or isinstance(value, str) or isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_config_value(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 _WHOLE = _kind(_is_whole, "a whole number")
 _TEXT = _kind(lambda value: isinstance(value, str), "a string")
-_EPISODE = _mapping({"first_step": _WHOLE, "last_step": _WHOLE, "message": _TEXT}, ("first_step",))
+_EPISODE = _mapping({"first_step": _WHOLE, "last_step": _WHOLE, "message": _TEXT, "metric": _TEXT},
+                    ("first_step",))
 _CASE = _mapping({
     "name": _TEXT,
     "series": _each_value(_list(_kind(_is_log_value, "a number, 'nan', 'inf', '-inf' or null")),
                           "metric key → list of values"),
     "steps": _list(_WHOLE),
+    # the run's configuration, flat as spec §2 has it: key → number, boolean, string or null
+    "config": _each_value(_kind(_is_config_value, "a number, a boolean, a string or null"),
+                          "configuration key → value"),
     "expect": _list(_EPISODE),
 }, ("series", "expect"))
 

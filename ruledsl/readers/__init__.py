@@ -5,6 +5,11 @@ Formats: JSON Lines (the callback's `metrics.jsonl` included), the Trainer's
 lazily), TensorBoard event files and MLflow file stores. `discovery` decides
 which runs a tree holds; one module per format reads them. Whatever cannot be
 read is reported as a `ReadProblem` with its file (and line), and skipped.
+
+Each run's configuration (spec §2) is gathered from every place that keeps one
+(`run_config`): what the audited log itself carries (MLflow params, TensorBoard's
+`args`), and for a training output directory its W&B run's config and the
+callback's run.json.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from ruledsl.engines.batch.frames import STEP
-from ruledsl.readers import discovery, jsonlog, mlflow_store, tables, tfevents
+from ruledsl.readers import discovery, jsonlog, mlflow_store, run_config, tables, tfevents, wandb_run
 from ruledsl.readers.common import ReadProblem, Source
 from ruledsl.readers.discovery import RunSpec
 
@@ -78,7 +83,25 @@ def _read_spec(spec: RunSpec, archive: Archive) -> Source | None:
         source = tables.read_table(spec.path, spec.run, problems)
     if source is not None and spec.metadata is not None:
         source.metadata = spec.metadata
+    if source is not None:
+        source.config = _configuration(spec, source, problems)
     return source
+
+
+def _configuration(spec: RunSpec, source: Source, problems: list[ReadProblem]) -> run_config.RunConfig:
+    """The run's configuration from every source of it, a later one winning per key: W&B's
+    config (which adds the model's), what the audited log carries, then run.json (the
+    trainer's arguments as the callback saw them). A source of several runs has none: no
+    one configuration is theirs."""
+    if source.multi_run:
+        return {}
+    layers = []
+    if spec.wandb_run is not None:
+        layers.append(wandb_run.read_config(spec.wandb_run, problems))
+    layers.append(source.config)
+    if spec.metadata is not None:
+        layers.append(run_config.from_run_json(spec.metadata, problems))
+    return run_config.layered(layers)
 
 
 def _training_dir(spec: RunSpec, archive: Archive) -> Source | None:
@@ -97,6 +120,8 @@ def _training_dir(spec: RunSpec, archive: Archive) -> Source | None:
         return None
     reach = {id(s): _last_step(s) for s in candidates}
     chosen = max(candidates, key=lambda s: (reach[id(s)], -PREFERENCE.index(s.kind)))
+    # the run's configuration, whichever log is audited (only the event files carry one: `args`)
+    chosen.config = run_config.layered(s.config for s in candidates)
     others = [s for s in candidates if s is not chosen]
     if others:
         archive.notes.append(

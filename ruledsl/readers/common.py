@@ -4,13 +4,14 @@ and the shape of a source (one run, or several when a table has a `run` column).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ruledsl.engines.batch.frames import RUN, STEP
+from ruledsl.model.config import RunConfig
 
 NON_FINITE_STRINGS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf,
                       "infinity": math.inf, "-infinity": -math.inf}
@@ -35,6 +36,9 @@ class Source:
 
     `run` is the run id; a table with its own `run` column holds several runs,
     named `<run>/<value>`. `metadata` is the callback's run.json for the run, if any.
+    `config` is the run's configuration (spec §2), flat, from whatever keeps one
+    (run.json, MLflow params, W&B's config, TensorBoard's `args`); empty when none
+    does, and for a source of several runs, which share no one configuration.
     """
 
     run: str
@@ -50,6 +54,7 @@ class Source:
     # own names (some of them alone: a filter on them reaches the scan).
     stored: pl.LazyFrame | None = None
     columns: tuple[pl.Expr, ...] = ()
+    config: RunConfig = field(default_factory=dict)
 
     def own_runs(self) -> pl.LazyFrame:
         """A multi-run source's rows under their own run names, which `run_id` turns into

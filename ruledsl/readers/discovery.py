@@ -8,7 +8,8 @@
   `metrics.jsonl` beside the state), every `trainer_state.json` (its own and its
   checkpoints') and the TensorBoard event files under it; which one is audited is
   decided once they are read (`readers._training_dir`). Other logs below it are
-  runs of their own.
+  runs of their own. A W&B run kept in it (`wandb/offline-run-…/`) gives the run's
+  configuration, as does run.json.
 - Elsewhere, each `*.jsonl`, `*.csv`, `*.parquet` file is a run, and so is each
   directory holding TensorBoard event files.
 
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ruledsl.readers import mlflow_store, tfevents
+from ruledsl.readers import mlflow_store, tfevents, wandb_run
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -42,6 +43,7 @@ class RunSpec:
     states: list[tuple[int | None, Path]] = field(default_factory=list)  # (checkpoint N or None, file)
     event_files: list[Path] = field(default_factory=list)
     metadata: Path | None = None  # diagnostics/run.json (or run.json beside a metrics.jsonl)
+    wandb_run: Path | None = None  # training_dir: the newest W&B run folder under wandb/, for its config
 
 
 def is_log_file(path: Path) -> bool:
@@ -104,6 +106,7 @@ def _training_spec(directory: Path, root: Path) -> RunSpec:
             break
     if (diagnostics / RUN_META_FILE).is_file():
         spec.metadata = diagnostics / RUN_META_FILE
+    spec.wandb_run = wandb_run.find_run(directory)
     if (directory / STATE_FILE).is_file():
         spec.states.append((None, directory / STATE_FILE))
     for sub in _subdirs(directory):

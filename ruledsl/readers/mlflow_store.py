@@ -5,18 +5,31 @@ A run is a directory `<store>/<experiment id>/<run id>/` holding `meta.yaml` and
 `metrics/`. Each metric is a file named by its key under `metrics/` (a key with `/`
 becomes subdirectories), one `<timestamp ms> <value> <step>` line per logged value,
 in the order they were logged.
+
+Its params (`params/<key>`, the file holding the value's text) are the run's
+configuration (spec §2): transformers' MLflowCallback logs the training arguments
+there.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from ruledsl.model.config import RunConfig, flatten, from_text, normalize
 from ruledsl.readers.common import ReadProblem, Source, rows_frame
 
-META_FILE, METRICS_DIR = "meta.yaml", "metrics"
+META_FILE, METRICS_DIR, PARAMS_DIR = "meta.yaml", "metrics", "params"
+# mlflow stores a param as str(value): Python's words for true, false and null, and the
+# repr of a list or dict (transformers logs `report_to` as "['tensorboard']"). Those are read
+# back as the Python values they were (ast.literal_eval evaluates literals only, never code);
+# other text is read as a JSON scalar, as any value that came as text (spec §2).
+PYTHON_WORDS: dict[str, Any] = {"True": True, "False": False, "None": None}
+PYTHON_CONTAINERS = ("[", "(", "{")
 
 
 def is_run_dir(path: Path) -> bool:
@@ -38,7 +51,42 @@ def read_mlflow_run(run_dir: Path, run: str, problems: list[ReadProblem]) -> Sou
     rows = [{"step": step, **by_step[step]} for step in sorted(by_step)]
     frame = rows_frame(rows, run)
     size = sum(p.stat().st_size for p in metrics_dir.rglob("*") if p.is_file())
-    return Source(run, "mlflow", run_dir, frame.lazy(), tuple(frame.columns[2:]), size=size)
+    return Source(run, "mlflow", run_dir, frame.lazy(), tuple(frame.columns[2:]), size=size,
+                  config=read_params(run_dir, problems))
+
+
+def read_params(run_dir: Path, problems: list[ReadProblem]) -> RunConfig:
+    """The run's params as its configuration; a param file that cannot be read is said and left out."""
+    params_dir = run_dir / PARAMS_DIR
+    if not params_dir.is_dir():
+        return {}
+    values: dict[str, Any] = {}
+    for param_file in sorted(p for p in params_dir.rglob("*") if p.is_file()):
+        key = param_file.relative_to(params_dir).as_posix()
+        try:
+            text = param_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(ReadProblem(param_file, None, f"cannot read the param ({exc}); "
+                                                          f"the run is audited without '{key}'"))
+            continue
+        values.update(param_values(key, text))
+    return normalize(values)
+
+
+def param_values(key: str, text: str) -> dict[str, Any]:
+    """One param's configuration entries: its Python value where mlflow wrote one (a list or a
+    dict flattened under the key, as `normalize` does), else the text read as a JSON scalar."""
+    stripped = text.strip()
+    if stripped in PYTHON_WORDS:
+        return {key: PYTHON_WORDS[stripped]}
+    if stripped.startswith(PYTHON_CONTAINERS):
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            value = None  # not a Python literal: the text it is
+        if isinstance(value, (list, tuple, dict)):
+            return flatten(value, key)  # an empty one leaves no key, as in run.json
+    return {key: from_text(text)}
 
 
 def _deleted(run_dir: Path, problems: list[ReadProblem]) -> bool:
