@@ -1,6 +1,6 @@
 """What an alert is, for every engine and every output: severities, records, messages, JSON.
 
-Both engines report episodes as records with the fields of spec §4, in that
+Both engines report episodes as records with the fields of docs/language.md §4, in that
 order; the callback, the trackers and the report formats read them. This module
 is the one place those fields, the severity scale and the JSON spelling of
 non-finite numbers are written down.
@@ -70,7 +70,7 @@ def at_least(name: str, floor: str) -> bool:
 
 @dataclass(frozen=True)
 class AlertRecord:
-    """One alert episode (spec §4): the run, the rule, where it started and ended, what it read."""
+    """One alert episode (docs/language.md §4): the run, the rule, where it started and ended, what it read."""
 
     run: Any
     rule: str
@@ -96,7 +96,7 @@ EVALUATION_FIELDS = ("run", "step", "rule", "fired", "value")
 
 def episode_message(compiled: CompiledRule, trainer: str | None, *, run: Any, metric: str | None,
                     step: int, value: float | None, baseline: float | None) -> str:
-    """The rule's message for an episode starting at `step` (spec §4, §5)."""
+    """The rule's message for an episode starting at `step` (docs/language.md §4, §5)."""
     rule = compiled.rule
     fields_ = {
         "value": value, "metric": metric, "step": step, "run": str(run),

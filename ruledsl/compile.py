@@ -1,9 +1,9 @@
 """Rules → a compiled rule set for one trainer: the input of both engines.
 
 Compiling a rule here means what is the same for every engine: choosing the
-rules that apply to the trainer (spec §8), resolving each metric as written to
-the log keys to try, in order (aliases, spec §2), and fixing the number that
-`{threshold}` reports (spec §5). How a condition is computed is each engine's
+rules that apply to the trainer (docs/language.md §8), resolving each metric as written to
+the log keys to try, in order (aliases, docs/language.md §2), and fixing the number that
+`{threshold}` reports (docs/language.md §5). How a condition is computed is each engine's
 business (ruledsl.engines.batch, ruledsl.engines.live).
 """
 
@@ -25,7 +25,7 @@ from ruledsl.model.rule import Rule, rule_from_inline
 class CompiledRule:
     rule: Rule
     candidates: Mapping[str, tuple[str, ...]]  # metric as written → log keys to try, in order
-    threshold: float | None  # spec §5: the first number of the first term
+    threshold: float | None  # docs/language.md §5: the first number of the first term
 
     @property
     def needs_config(self) -> bool:
@@ -87,7 +87,7 @@ def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = 
     """Compile rules (Rule objects, mappings or inline-alert strings) for one trainer.
 
     Disabled rules and rules for other trainers are left out; `trainer=None`
-    (unknown) keeps every enabled rule (spec §8). Duplicate names are an error.
+    (unknown) keeps every enabled rule (docs/language.md §8). Duplicate names are an error.
     Metric aliases resolve through `catalog` (default: the builtin metric catalog).
     """
     if isinstance(rules, RuleSet):

@@ -26,7 +26,7 @@ COMPARISON_WORDS = {"<": "is below", "<=": "is at most", ">": "is above", ">=": 
 
 
 def meaning(rule: Rule) -> str:
-    """When the rule fires, in one paragraph (spec §3)."""
+    """When the rule fires, in one paragraph (docs/language.md §3)."""
     condition = rule.condition
     if condition.is_shorthand:
         text = _shorthand(condition.body, rule.metric or "?", rule.window)
@@ -120,7 +120,7 @@ def _num(number: ast.Number) -> str:
 
 
 def resolved_keys(rule: Rule, catalog: Catalog | None = None) -> dict[str, dict[str, tuple[str, ...]]]:
-    """trainer → metric as written → the log keys tried, in order (spec §2)."""
+    """trainer → metric as written → the log keys tried, in order (docs/language.md §2)."""
     catalog = catalog if catalog is not None else builtin_catalog()
     trainers = sorted(catalog.trainer_ids) if rule.applies_to_all else list(rule.trainers)
     return {t: {m: catalog.candidates(m, [t]) for m in rule.metrics} for t in trainers}

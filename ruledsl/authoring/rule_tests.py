@@ -1,4 +1,4 @@
-"""Running a rule's `tests:` cases (spec §7) through the engines.
+"""Running a rule's `tests:` cases (docs/language.md §7) through the engines.
 
 A case is a small log (`series`: metric key → values, one per step; `steps`
 optional), optionally the run's configuration (`config`, for rules with `when` or
@@ -72,7 +72,7 @@ def _number(value: Any, key: str) -> float:
 
 
 def case_config(case: Mapping[str, Any]) -> RunConfig:
-    """The case's run configuration as the engines take it (spec §2): a null is a missing key."""
+    """The case's run configuration as the engines take it (docs/language.md §2): a null is a missing key."""
     return normalize(case.get("config") or {})
 
 
@@ -129,7 +129,7 @@ def run_case(rule: Rule, index: int, catalog: Catalog | None = None) -> CaseResu
 
 def _reads_some(rule: Rule, keys: set[str], catalog: Catalog) -> bool:
     """Whether the rule reads one of `keys`: a metric, a catalog alias of it, or a key a metric
-    pattern matches (spec §2)."""
+    pattern matches (docs/language.md §2)."""
     for metric in rule.metrics:
         if meaning.is_pattern(metric):
             if any(meaning.pattern_regex(metric).match(key) for key in keys):

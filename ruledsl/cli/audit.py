@@ -35,7 +35,8 @@ def audit(
     alert: list[str] = typer.Option([], "--alert", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\"."),
     output_format: Format | None = typer.Option(None, "--format", help="table (default), json (one array of "
-                                                   "spec §4 records), jsonl, csv, markdown or html (with charts); "
+                                                   "records, docs/language.md §4), jsonl, csv, markdown or "
+                                                   "html (with charts); "
                                                    "without it, the --output suffix chooses (.json, .md, …)."),
     output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout."),
     max_charts: int = typer.Option(100, "--max-charts", min=0, help="Charts in a markdown or html report at "

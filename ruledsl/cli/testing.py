@@ -1,4 +1,4 @@
-"""`ruledsl test`: run every rule's `tests:` cases (spec §7); exit 1 on a failure."""
+"""`ruledsl test`: run every rule's `tests:` cases (docs/language.md §7); exit 1 on a failure."""
 
 from __future__ import annotations
 

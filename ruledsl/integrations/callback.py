@@ -272,7 +272,7 @@ def _collect_rules(rules, rules_dir, custom_alerts, include_builtin: bool) -> li
 
 
 def trainer_config(args: Any) -> RunConfig:
-    """The run's configuration (spec §2): the training arguments' `to_dict()` (enums as their
+    """The run's configuration (docs/language.md §2): the training arguments' `to_dict()` (enums as their
     values, tokens masked by transformers), flattened with `.`, nulls left out. Arguments
     without `to_dict` (not a TrainingArguments) give their public attributes."""
     to_dict = getattr(args, "to_dict", None)

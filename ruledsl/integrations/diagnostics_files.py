@@ -1,11 +1,11 @@
 """What the callback leaves on disk: metrics.jsonl, alerts.jsonl and run.json.
 
 Lines are appended and flushed one by one, so a crash loses at most the line
-being written; a resumed run appends to the same files (spec §2: the later row
+being written; a resumed run appends to the same files (docs/language.md §2: the later row
 wins). `metrics.jsonl` is what `ruledsl audit` reads; `alerts.jsonl` holds every
 live event; `run.json` describes the run (its trainer, rules and configuration:
 `ruledsl audit` reads the trainer and the configuration back) and is replaced
-atomically, in the JSON of spec §4 (non-finite numbers as "nan", "inf", "-inf").
+atomically, in the JSON of docs/language.md §4 (non-finite numbers as "nan", "inf", "-inf").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Immutable nodes with the source span they came from. The tree knows nothing
 of polars or of any engine: engines walk it (ruledsl/engines/).
 
-Two kinds of condition exist (spec §3):
+Two kinds of condition exist (docs/language.md §3):
   * a shorthand condition applies to the rule's `metric`: its leaves are
     shorthand terms (`< 0.5`, `drop(50%)`, …) combined with and/or/not;
   * a full expression names its metrics: its leaves are comparisons between

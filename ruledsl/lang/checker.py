@@ -1,7 +1,7 @@
 """Semantic checks: a parsed predicate becomes a `Condition`, or a precise error.
 
 The parser accepts shorthand terms and full-expression comparisons anywhere;
-this pass decides what the text means (spec §3, §6) and rejects what it
+this pass decides what the text means (docs/language.md §3, §6) and rejects what it
 cannot mean: unknown functions, bad windows, `%` outside drop/rise, a
 shorthand mixed with named metrics, and so on. Every error points at the
 offending node.
@@ -109,7 +109,7 @@ class _Checker:
                             hint="compare it with something, e.g. 'loss > 2'")
 
     def comparison(self, node: ast.Comparison) -> None:
-        """Literals (`true`, `'sigmoid'`) are compared with == and != only (spec §3)."""
+        """Literals (`true`, `'sigmoid'`) are compared with == and != only (docs/language.md §3)."""
         for side in (node.left, node.right):
             if isinstance(side, ast.Literal):
                 if node.op not in ("==", "!="):
@@ -239,7 +239,8 @@ def _kind(literal: ast.Literal) -> str:
 
 
 def check_when(body: ast.Predicate, sustain: int | None, span: Span, source: str) -> ast.Condition:
-    """A rule's `when`: a predicate over `config.KEY` and literals only (spec §1, §3), or RuleSyntaxError."""
+    """A rule's `when`: a predicate over `config.KEY` and literals only (docs/language.md §1, §3),
+    or RuleSyntaxError."""
     return _Checker(source, mode="when").condition(body, sustain, span)
 
 

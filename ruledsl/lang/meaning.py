@@ -1,9 +1,9 @@
 """What each construct of a checked condition means: one table, read by every engine and tool.
 
 A shorthand term (`< 0.5`, `drop(50%)`, `spike(3x)`, …) compares a few window
-statistics of its rule's series x (spec §3). Its row in `TERMS` says which
+statistics of its rule's series x (docs/language.md §3). Its row in `TERMS` says which
 statistics it reads, from which series index it is defined, which quantity
-`{value}` and `{baseline}` report and which number `{threshold}` is (spec §5).
+`{value}` and `{baseline}` report and which number `{threshold}` is (docs/language.md §5).
 A window function of a full expression (`mean(loss, 20)`, …) has its row in
 `FUNCTIONS`. The engines (ruledsl/engines/batch, ruledsl/engines/live) compute
 each `Statistic` and each function and decide `holds` per node type; lint and
@@ -23,7 +23,7 @@ from ruledsl.lang import ast
 
 
 class Statistic(enum.Enum):
-    """A quantity of a series at index i, for the rule's window W (spec §3)."""
+    """A quantity of a series at index i, for the rule's window W (docs/language.md §3)."""
 
     SMOOTHED = "v"  # v_i: the mean of x_(i-W+1) … x_i
     PREVIOUS_MEAN = "m"  # m_i: the mean of x_(i-W) … x_(i-1), the W values before x_i
@@ -155,7 +155,7 @@ def is_pattern(metric: str) -> bool:
 
 
 def pattern_problem(metric: str) -> str | None:
-    """Why a pattern is not one (spec §2), or None."""
+    """Why a pattern is not one (docs/language.md §2), or None."""
     if "**" in metric:
         return "'**' is not a pattern: '*' matches within one part of a key (no '/')"
     return None

@@ -1,4 +1,4 @@
-"""Front end of the compiler: text → checked `Condition` (spec §3) or inline alert (§6).
+"""Front end of the compiler: text → checked `Condition` (docs/language.md §3) or inline alert (§6).
 
 parser.py reads, checker.py decides meaning; this module strings them together
 for the two kinds of text a user writes.

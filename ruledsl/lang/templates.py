@@ -1,4 +1,4 @@
-"""Message templates (spec §5): `{field}` and `{field:spec}`, nothing else.
+"""Message templates (docs/language.md §5): `{field}` and `{field:spec}`, nothing else.
 
 Templates are parsed once, when the rule is built, into literal text and
 field references; rendering only substitutes values. No `str.format` runs on

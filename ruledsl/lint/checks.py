@@ -119,7 +119,7 @@ def ineffective_min_steps(rule_file: LoadedRule, context: LintContext) -> Iterat
 
 
 def values_needed(condition: ast.Condition, window: int) -> int:
-    """How many values (evaluations, for full expressions) the first evaluation needs (spec §3)."""
+    """How many values (evaluations, for full expressions) the first evaluation needs (docs/language.md §3)."""
     if not condition.is_shorthand:
         return 1
     return 1 + meaning.first_index(condition.body, window)

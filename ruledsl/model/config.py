@@ -1,4 +1,4 @@
-"""A run's configuration (spec §2): a flat mapping from keys to numbers, booleans and strings.
+"""A run's configuration (docs/language.md §2): a flat mapping from keys to numbers, booleans and strings.
 
 Rules read it as `config.KEY` and in `when:`. It comes from the trainer's
 arguments (`args.to_dict()`, kept by the callback in run.json), from what the log
@@ -90,7 +90,7 @@ def _scalar(value: Any) -> Scalar | None:
 
 
 def from_text(value: Any) -> Any:
-    """A value that arrived as text, read as a JSON scalar where it parses as one (spec §2).
+    """A value that arrived as text, read as a JSON scalar where it parses as one (docs/language.md §2).
 
     `"0.1"` → 0.1, `"3"` → 3, `"true"` → True, `"null"` → None, `'"x"'` → "x"; anything
     else (`"sigmoid"`, `"[1, 2]"`, `"nan"`) stays the string it was. Non-text values
@@ -195,7 +195,7 @@ def unwrap_wandb(data: Mapping[Any, Any]) -> dict[str, Any]:
 def parse_override(text: str) -> dict[str, Any]:
     """`KEY=VALUE` from the command line as configuration entries, or ValueError.
 
-    VALUE is read as JSON where it is a JSON scalar (spec §2: `1e-3`, `true`, `"x"`),
+    VALUE is read as JSON where it is a JSON scalar (docs/language.md §2: `1e-3`, `true`, `"x"`),
     else typed as a YAML scalar (`yes`, `True`, `~`); a YAML list or mapping
     (`report_to=[wandb]`) is flattened under KEY like a nested value in a file. Null
     (`beta=null`) is kept: `merge` then removes the key. Anything else is the text.

@@ -1,6 +1,6 @@
 """Rule files → `Rule`s: discovery, safe YAML, and every problem reported with its file.
 
-A rule directory is searched recursively for `*.yaml` / `*.yml` (spec §1); the
+A rule directory is searched recursively for `*.yaml` / `*.yml` (docs/language.md §1); the
 builtin library (`rules/<trainer>/`) is one such directory. Each file goes
 safe YAML (with positions) → JSON Schema → the rule model, and every problem
 is placed at its line and column in the file. Nothing is dropped silently: a
@@ -151,7 +151,7 @@ def load_rules(paths: Iterable[Path | str] | None = None, trainer: str | None = 
                include_builtin: bool = True) -> list[Rule]:
     """The enabled rules of the builtin library and/or `paths`, for `trainer`.
 
-    `trainer=None` keeps every rule (an unknown trainer runs them all, spec §8);
+    `trainer=None` keeps every rule (an unknown trainer runs them all, docs/language.md §8);
     `"all"`/`"common"` keeps only the rules for every trainer.
     """
     sources = ([builtin_rules_dir()] if include_builtin else []) + list(paths or [])

@@ -1,4 +1,4 @@
-"""The rule model (spec §1): one immutable `Rule` per rule file or inline alert.
+"""The rule model (docs/language.md §1): one immutable `Rule` per rule file or inline alert.
 
 `Rule.from_dict` is where a mapping (a loaded YAML file, a dict in code)
 becomes a rule: it checks every field, parses the condition and the message,
@@ -23,6 +23,7 @@ from typing import Any
 from ruledsl.alerts import SEVERITIES
 from ruledsl.lang import ast
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError
+from ruledsl.lang.meaning import MAX_STEPS, MAX_WINDOW
 from ruledsl.lang.read import parse_condition, parse_when, read_inline_alert
 from ruledsl.lang.templates import Template, parse_template
 
@@ -32,7 +33,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$(?!\n)")
 TRAINER_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$(?!\n)")
 NOT_BLANK = re.compile(r"\S")  # a text must hold more than white space (the schema's pattern)
 ALL_TRAINERS = "all"
-# Only `common` in rule files (spec §8); `*` is the inline alerts' wildcard, read by lang/read.py.
+# Only `common` in rule files (docs/language.md §8); `*` is the inline alerts' wildcard, read by lang/read.py.
 TRAINER_SYNONYMS = {"common": ALL_TRAINERS}
 
 FIELDS = ("name", "trainers", "metric", "condition", "severity", "message", "description",
@@ -52,7 +53,7 @@ class Rule:
     window: int = 1
     min_steps: int = 0
     sustain: int = 1  # the `for` field, or `for N steps` written in the condition
-    when: ast.Condition | None = None  # config.KEY comparisons: the runs the rule applies to (spec §1, §2)
+    when: ast.Condition | None = None  # config.KEY comparisons: the runs the rule applies to (docs/language.md §1, §2)
     reference: tuple[str, ...] = ()
     enabled: bool = True
     tags: tuple[str, ...] = ()
@@ -96,7 +97,7 @@ class Rule:
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any], *, origin: str | None = None) -> Rule:
-        """Build a rule from a mapping with the fields of spec §1, or raise RuleValidationError."""
+        """Build a rule from a mapping with the fields of docs/language.md §1, or raise RuleValidationError."""
         return _RuleReader(mapping, origin).read()
 
 
@@ -128,8 +129,8 @@ class _RuleReader:
             severity=self.choice("severity", SEVERITIES),
             metric=self.text("metric"),
             description=self.text("description"),
-            window=self.integer("window", 1, minimum=1),
-            min_steps=self.integer("min_steps", 0, minimum=0),
+            window=self.integer("window", 1, minimum=1, maximum=MAX_WINDOW),
+            min_steps=self.integer("min_steps", 0, minimum=0, maximum=MAX_STEPS),
             reference=self.strings("reference", or_one=True),
             enabled=self.boolean("enabled", True),
             tags=self.strings("tags", or_one=False),
@@ -193,7 +194,7 @@ class _RuleReader:
             return None
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int):
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int):
         value = self.value(name)
         if value is None:
             return default
@@ -205,6 +206,9 @@ class _RuleReader:
         value = int(value)  # JSON has one kind of number: the schema's integer takes 3.0 as 3
         if value < minimum:
             self.problem(name, f"'{name}' must be at least {minimum}, got {value}", code="E304")
+            return default
+        if value > maximum:  # bounded where it is written: no engine ever allocates for it
+            self.problem(name, f"'{name}' must be at most {maximum:,}, got {value:,}", code="E304")
             return default
         return value
 
@@ -271,7 +275,7 @@ class _RuleReader:
         problems = [p for index, case in enumerate(value) for p in _case_problems(case, f"tests[{index}]")]
         for message in problems:
             self.problem("tests", message, hint="a case has series and expect, optionally name, steps and config "
-                         "(spec §7)")
+                         "(docs/language.md §7)")
         return () if problems else tuple(value)
 
     def message(self) -> Template | None:
@@ -330,7 +334,7 @@ class _RuleReader:
             return None
 
     def sustain(self, condition: ast.Condition | None) -> int:
-        written = self.integer("for", 1, minimum=1)
+        written = self.integer("for", 1, minimum=1, maximum=MAX_STEPS)
         if condition is not None and condition.sustain is not None:
             if "for" in self.mapping:
                 self.problem("for", "both the `for` field and 'for N steps' in the condition are given",
@@ -359,7 +363,7 @@ def _trainer_hint(item: Any) -> str:
     return "trainer ids are TRL's module names: sft, dpo, grpo, …, or all"
 
 
-# ---------------------------------------------------------------- the shape of `tests:` cases (spec §7)
+# ---------------------------------------------------------------- the shape of `tests:` cases (docs/language.md §7)
 # As the schema's `tests` says it, so that a file the schema rejects never loads: each check
 # yields one sentence per problem, its place written as a path (`tests[0].expect[1].first_step`).
 
@@ -430,7 +434,7 @@ _CASE = _mapping({
     "series": _each_value(_list(_kind(_is_log_value, "a number, 'nan', 'inf', '-inf' or null")),
                           "metric key → list of values"),
     "steps": _list(_WHOLE),
-    # the run's configuration, flat as spec §2 has it: key → number, boolean, string or null
+    # the run's configuration, flat as docs/language.md §2 has it: key → number, boolean, string or null
     "config": _each_value(_kind(_is_config_value, "a number, a boolean, a string or null"),
                           "configuration key → value"),
     "expect": _list(_EPISODE),
@@ -452,7 +456,7 @@ def _shown(value: Any) -> str:
 
 
 def rule_from_inline(text: str) -> Rule:
-    """The `Rule` an inline alert describes (spec §6)."""
+    """The `Rule` an inline alert describes (docs/language.md §6)."""
     alert = read_inline_alert(text)
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
     stem = re.sub(r"[^a-z0-9]+", "_", (alert.metric or "expr").lower()).strip("_") or "expr"

@@ -1,4 +1,4 @@
-"""Rule files against schemas/rule.schema.json (spec §1: validated before anything else runs).
+"""Rule files against schemas/rule.schema.json (docs/language.md §1: validated before anything else runs).
 
 Each violation becomes an E010 diagnostic at the YAML node it concerns, with the
 schema's own description of the field as the hint, so editors (which show the

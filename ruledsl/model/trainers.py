@@ -1,4 +1,4 @@
-"""Which TRL trainer a run uses (spec §8): from its config class, said, written by the callback, or guessed.
+"""Which TRL trainer a run uses (docs/language.md §8): from its config class, said, written by the callback, or guessed.
 
 Live, the callback knows the TrainingArguments: `trainer_id(args)` walks the
 class hierarchy, so `class MyGRPO(GRPOConfig)` is GRPO. In a batch audit the
@@ -29,7 +29,7 @@ class TrainerChoice:
     origin: str  # "option", "metadata", "guess", "unknown"
     detail: str = ""  # the metadata file, or how the guess was made
     # Unknown, but only these trainers fit the run's keys: the rules of any of them run.
-    # Empty: nothing is known, and every rule runs (spec §8).
+    # Empty: nothing is known, and every rule runs (docs/language.md §8).
     candidates: tuple[str, ...] = ()
 
     def selects(self, rule) -> bool:

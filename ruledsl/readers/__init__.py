@@ -6,7 +6,7 @@ lazily), TensorBoard event files and MLflow file stores. `discovery` decides
 which runs a tree holds; one module per format reads them. Whatever cannot be
 read is reported as a `ReadProblem` with its file (and line), and skipped.
 
-Each run's configuration (spec §2) is gathered from every place that keeps one
+Each run's configuration (docs/language.md §2) is gathered from every place that keeps one
 (`run_config`): what the audited log itself carries (MLflow params, TensorBoard's
 `args`), and for a training output directory its W&B run's config and the
 callback's run.json.

@@ -1,4 +1,4 @@
-"""What every reader shares: problems with a place, numbers as spec §2 reads them,
+"""What every reader shares: problems with a place, numbers as docs/language.md §2 reads them,
 and the shape of a source (one run, or several when a table has a `run` column)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Source:
 
     `run` is the run id; a table with its own `run` column holds several runs,
     named `<run>/<value>`. `metadata` is the callback's run.json for the run, if any.
-    `config` is the run's configuration (spec §2), flat, from whatever keeps one
+    `config` is the run's configuration (docs/language.md §2), flat, from whatever keeps one
     (run.json, MLflow params, W&B's config, TensorBoard's `args`); empty when none
     does, and for a source of several runs, which share no one configuration.
     """
@@ -68,7 +68,7 @@ class Source:
 
 
 def number(value: Any) -> float | None:
-    """A logged value as a float, or None when it is no number (spec §2's tokens and strings)."""
+    """A logged value as a float, or None when it is no number (docs/language.md §2's tokens and strings)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):

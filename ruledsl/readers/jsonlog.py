@@ -23,7 +23,7 @@ SAMPLE_LINES = 1000  # lines polars infers a block's schema from, when that is p
 SPILL_BYTES = 256 * 2**20
 # Python's json writes non-finite floats as bare tokens (NaN, Infinity, -Infinity), which
 # polars' JSON reader refuses; quoted, they parse as strings and are cast back to floats
-# (spec §2). A token inside a string breaks the JSON and sends the block to the
+# (docs/language.md §2). A token inside a string breaks the JSON and sends the block to the
 # line-by-line reader: never misread.
 
 

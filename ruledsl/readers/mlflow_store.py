@@ -7,7 +7,7 @@ becomes subdirectories), one `<timestamp ms> <value> <step>` line per logged val
 in the order they were logged.
 
 Its params (`params/<key>`, the file holding the value's text) are the run's
-configuration (spec §2): transformers' MLflowCallback logs the training arguments
+configuration (docs/language.md §2): transformers' MLflowCallback logs the training arguments
 there.
 """
 
@@ -27,7 +27,7 @@ META_FILE, METRICS_DIR, PARAMS_DIR = "meta.yaml", "metrics", "params"
 # mlflow stores a param as str(value): Python's words for true, false and null, and the
 # repr of a list or dict (transformers logs `report_to` as "['tensorboard']"). Those are read
 # back as the Python values they were (ast.literal_eval evaluates literals only, never code);
-# other text is read as a JSON scalar, as any value that came as text (spec §2).
+# other text is read as a JSON scalar, as any value that came as text (docs/language.md §2).
 PYTHON_WORDS: dict[str, Any] = {"True": True, "False": False, "None": None}
 PYTHON_CONTAINERS = ("[", "(", "{")
 
@@ -99,7 +99,7 @@ def _deleted(run_dir: Path, problems: list[ReadProblem]) -> bool:
 
 
 def _read_metric(path: Path, key: str, by_step: dict[int, dict[str, float]], problems: list[ReadProblem]) -> None:
-    """One metric's lines; where a step is logged twice the later line wins (spec §2)."""
+    """One metric's lines; where a step is logged twice the later line wins (docs/language.md §2)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

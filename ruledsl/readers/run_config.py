@@ -1,4 +1,4 @@
-"""A run's configuration (spec §2) from what the logs keep beside the metrics.
+"""A run's configuration (docs/language.md §2) from what the logs keep beside the metrics.
 
 - the callback's `diagnostics/run.json`: its `config` (the trainer's arguments, flat);
 - a W&B run kept inside a training output directory (read in wandb_run.py);

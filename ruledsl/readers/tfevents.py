@@ -37,7 +37,7 @@ def log_key(tag: str) -> str:
 
 def read_events(paths: list[Path], run: str, problems: list[ReadProblem]) -> Source | None:
     """The scalars of one run's event files (oldest file first: a resumed run's later
-    values win at the steps it logs again, spec §2)."""
+    values win at the steps it logs again, docs/language.md §2)."""
     try:
         from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
         from tensorboard.util import tensor_util

@@ -1,4 +1,4 @@
-"""The configuration of a W&B run kept in a training output directory (spec §2).
+"""The configuration of a W&B run kept in a training output directory (docs/language.md §2).
 
 W&B keeps a run in `<WANDB_DIR>/wandb/run-<YYYYMMDD_HHMMSS>-<id>/` (`offline-run-…`
 offline); with WANDB_DIR set to the output directory, the run is found there. The

@@ -1,4 +1,4 @@
-"""Alert records as data: JSON (one array), JSON Lines and CSV, with the fields of spec §4.
+"""Alert records as data: JSON (one array), JSON Lines and CSV, with the fields of docs/language.md §4.
 
 All three carry the same records in the same order (the engine's: run,
 first_step, rule) and write a non-finite `value` as "nan", "inf" or "-inf".
@@ -47,7 +47,7 @@ def _cell(value) -> str:
 
 
 def plain_records(records: pl.DataFrame) -> list[dict]:
-    """The records as dicts of JSON values, fields in the order of spec §4."""
+    """The records as dicts of JSON values, fields in the order of docs/language.md §4."""
     return [plain_record(row) for row in records.iter_rows(named=True)]
 
 

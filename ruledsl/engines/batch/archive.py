@@ -1,13 +1,13 @@
 """An archive of runs → alert records, each run audited with its own trainer's rules.
 
-The runs are grouped by trainer (spec §8, `trainers.choose`) and every group
+The runs are grouped by trainer (docs/language.md §8, `trainers.choose`) and every group
 goes through one engine query (`engine.audit_by_trainer`). Only the columns
 some rule of the group may read are read. Each group's rows are
 read once into memory first: the engine's plan reads every metric's series
 separately, and from memory that is much cheaper than scanning the files (and
 recomputing run ids) once per series.
 
-Each run is audited with its own configuration (spec §2): what its logs keep
+Each run is audited with its own configuration (docs/language.md §2): what its logs keep
 (`Source.config`) with the `--config` settings on top.
 
 Streaming (asked for, or automatic past a share of the machine's memory) bounds

@@ -1,4 +1,4 @@
-"""Log frames: what the engines read, normalized once (spec §2).
+"""Log frames: what the engines read, normalized once (docs/language.md §2).
 
 A frame comes as a polars DataFrame or LazyFrame or a pandas DataFrame, in
 wide form (`run` optional, `step`, one column per metric key, null = key
@@ -25,7 +25,7 @@ import polars as pl
 from ruledsl.lang.errors import FrameError
 
 RUN, STEP, KEY, VALUE = "run", "step", "key", "value"
-INDEX = "__i"  # position in the series of the run (spec §2's i)
+INDEX = "__i"  # position in the series of the run (docs/language.md §2's i)
 DEFAULT_RUN = "default"  # the run id of a frame without a `run` column
 
 
@@ -61,7 +61,7 @@ class LogFrame:
         """run, step, value, key: the rows holding the metric, sorted by (run, step).
 
         Of several candidate keys, each run uses the one that appears first in it
-        (lowest step; a tie goes to the earlier candidate), spec §2. None when
+        (lowest step; a tie goes to the earlier candidate), docs/language.md §2. None when
         no candidate can appear in the frame. Non-finite values are kept.
         """
         keys = self.present(candidates)
@@ -76,7 +76,7 @@ class LogFrame:
         return self._wide_series_choosing(keys)
 
     def series(self, candidates: tuple[str, ...], keep_nonfinite: bool = False) -> pl.LazyFrame | None:
-        """`raw_series` without its non-finite values (spec §2: only `nonfinite` sees
+        """`raw_series` without its non-finite values (docs/language.md §2: only `nonfinite` sees
         them) unless kept, with each row's index in its run (INDEX)."""
         keys = self.present(candidates)
         whole = self.complete if keep_nonfinite else self.finite  # columns that keep every row
@@ -194,7 +194,7 @@ def _step_expr(schema: pl.Schema) -> pl.Expr:
 
 def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: bool
                 ) -> tuple[pl.LazyFrame, frozenset[str], frozenset[str], int]:
-    """Rows with the same (run, step) merge key by key, the later row winning (spec §2).
+    """Rows with the same (run, step) merge key by key, the later row winning (docs/language.md §2).
 
     Logs are nearly always sorted with unique steps already; one cheap pass
     checks that, and only otherwise do we pay for grouping and sorting. For a

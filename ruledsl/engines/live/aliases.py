@@ -1,4 +1,4 @@
-"""Which log key a rule's metric stands for in the run (spec §2), decided as rows arrive.
+"""Which log key a rule's metric stands for in the run (docs/language.md §2), decided as rows arrive.
 
 Of the candidates (the name, then the catalog's keys), the one appearing first
 wins; a tie at the same step goes to the earlier candidate. The choice is

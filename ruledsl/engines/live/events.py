@@ -14,7 +14,7 @@ STARTED, RESOLVED, WITHDRAWN = "started", "resolved", "withdrawn"
 class AlertEvent:
     """An episode started or resolved (or, rarely, an earlier event withdrawn).
 
-    `record` has the spec §4 fields (as `ruledsl.audit` rows). For "started" it is
+    `record` has the docs/language.md §4 fields (as `ruledsl.audit` rows). For "started" it is
     the episode so far: last_step = first_step, n_evals = 1. For "resolved" it is
     the finished episode. For "withdrawn" it is the record of an event returned
     earlier that no longer holds, and `withdraws` is that event's kind: this only

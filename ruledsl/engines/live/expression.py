@@ -1,8 +1,8 @@
-"""Full expressions (spec §3) compiled to functions of the metrics' `Series`.
+"""Full expressions (docs/language.md §3) compiled to functions of the metrics' `Series`.
 
 `compile_expression(body)` returns what the runner needs: the window functions
 with the first index each is defined at, and functions giving whether the
-condition holds and the reported value (`meaning.reported_operand`, spec §4).
+condition holds and the reported value (`meaning.reported_operand`, docs/language.md §4).
 Metrics are read through a tuple of series in the order of
 `ast.metric_names(body)`.
 

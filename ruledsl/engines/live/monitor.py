@@ -8,10 +8,10 @@
     monitor.episodes()                         # == ruledsl.audit(log, rules).to_dicts()
 
 It reads the same compiled rules as the batch engine (`ruledsl.compile_rules`),
-bound to the run's configuration (`config=`, spec §2: a rule whose `when` is
+bound to the run's configuration (`config=`, docs/language.md §2: a rule whose `when` is
 false or that needs a key the configuration lacks is not run, and
 `not_evaluated` says why), and must give the same episodes for the same log,
-bit for bit (spec §2–§4).
+bit for bit (docs/language.md §2–§4).
 Per update it does O(W) work for each rule reading a key of the row (a window
 sum is added left to right, never kept as a running sum), and it keeps only
 the last few values of each key the rules read: memory does not grow with the
@@ -24,7 +24,7 @@ an evaluation of it). A rule whose metric is a pattern gets a runner for each
 matching key, started at the key's first value (ruledsl/engines/live/patterns.py).
 
 Rows of the same step (the Trainer logs its training, evaluation and summary
-rows at one step) merge key by key, a later row winning a key (spec §2). A
+rows at one step) merge key by key, a later row winning a key (docs/language.md §2). A
 later row of the step that only adds keys is simply evaluated on top. One
 that replaces the value of a key already logged at that step (or brings an
 earlier alias candidate at the step where the alias is being decided) makes
@@ -150,7 +150,7 @@ class Monitor:
 
         Rows are put in step order first (a stable sort: rows of one step keep
         their file order, so the later one still wins a key). That is the batch
-        engine's merge of spec §2, steps that go back (a resumed run) included.
+        engine's merge of docs/language.md §2, steps that go back (a resumed run) included.
         """
         events: list[AlertEvent] = []
         for step, metrics in sorted(rows, key=lambda row: _as_step(row[0])):

@@ -1,4 +1,4 @@
-"""Rules whose metric is a pattern (`rewards/*/std`, spec §2): which keys of the run they run on.
+"""Rules whose metric is a pattern (`rewards/*/std`, docs/language.md §2): which keys of the run they run on.
 
 A pattern rule runs separately on every key of the run that the pattern matches
 and that has a value (a number, finite or not: a null does not count); a key

@@ -1,4 +1,4 @@
-"""One rule run incrementally: its evaluations, `for`, `min_steps` and episodes (spec §3, §4).
+"""One rule run incrementally: its evaluations, `for`, `min_steps` and episodes (docs/language.md §3, §4).
 
 A `RuleRunner` is asked to evaluate its rule at a step each time a row of
 that step changes a key it may read (an `absent` rule also at the first row of
@@ -6,7 +6,7 @@ every step: it is evaluated at every logged step). Its small state
 (`AlertState`, a value) is a state machine as in Prometheus' alerting rules:
 inactive, pending (the condition holds, but not yet for `for N steps` or
 before `min_steps`), firing (an open episode). Durations are training steps
-(spec §3): the state keeps the step its streak began at, not a count of
+(docs/language.md §3): the state keeps the step its streak began at, not a count of
 evaluations, so that a rule means the same whatever the run's logging_steps.
 
 The first time at a step the runner keeps the state it had; when a later row
@@ -35,7 +35,7 @@ INACTIVE, PENDING, FIRING = "inactive", "pending", "firing"
 
 @dataclass(frozen=True, slots=True)
 class Episode:
-    """An alert episode so far: consecutive firing evaluations (spec §4)."""
+    """An alert episode so far: consecutive firing evaluations (docs/language.md §4)."""
 
     first_step: int
     last_step: int
@@ -174,7 +174,7 @@ class RuleRunner:
     def _advance(self, step: int, holds: bool, value: float | None, baseline: float | None,
                  metric: str | None) -> list[AlertEvent]:
         """The state after an evaluation at `step`, and the event it makes: an episode started or
-        resolved (spec §3, §4). The condition, then `for` (the streak spans enough steps), then
+        resolved (docs/language.md §3, §4). The condition, then `for` (the streak spans enough steps), then
         `min_steps` (no firing at a step below it)."""
         state = self.state
         start = (step if state.start is None else state.start) if holds else None
@@ -207,7 +207,7 @@ class RuleRunner:
         return self.closed + ([self.state.open] if self.state.open else [])
 
     def record(self, episode: Episode) -> dict[str, Any]:
-        """The spec §4 record, as a dict in the order of ruledsl.alerts.RECORD_FIELDS."""
+        """The docs/language.md §4 record, as a dict in the order of ruledsl.alerts.RECORD_FIELDS."""
         rule = self.rule
         return AlertRecord(self.run, rule.name, rule.severity, self.trainer, episode.metric, episode.first_step,
                            episode.last_step, episode.n_evals, episode.value, episode.message).as_dict()

@@ -1,4 +1,4 @@
-"""One log key's series, kept incrementally (spec §2): its last few finite values.
+"""One log key's series, kept incrementally (docs/language.md §2): its last few finite values.
 
 A `Series` holds only what the rules reading the key need: the last `capacity`
 finite values (the largest window plus its lag, one more for `spike` and
@@ -7,7 +7,7 @@ finite values (the largest window plus its lag, one more for `spike` and
 and the means of the first W values (`baseline`, `drop`, `rise`). Memory is
 bounded by `capacity`, whatever the length of the run.
 
-Rows at one step merge key by key (spec §2), so the value a key holds at the
+Rows at one step merge key by key (docs/language.md §2), so the value a key holds at the
 current step may be replaced by a later row of the same step: `put` undoes the
 append it made for that step (in O(1)) before applying the new value.
 
@@ -83,7 +83,7 @@ class Series:
     # ------------------------------------------------------------ the current index
 
     def has_value_at(self, step: int) -> bool:
-        """A finite value at `step`: an index of the series (spec §2)."""
+        """A finite value at `step`: an index of the series (docs/language.md §2)."""
         return self.step == step and self.appended
 
     def has_row_at(self, step: int) -> bool:

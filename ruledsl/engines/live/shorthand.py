@@ -1,10 +1,10 @@
-"""Shorthand conditions (spec §3) compiled to functions of a rule's `Series`.
+"""Shorthand conditions (docs/language.md §3) compiled to functions of a rule's `Series`.
 
 `compile_shorthand(body, window)` walks the checked AST once and returns the
 first series index at which the condition is defined, what it is evaluated on
 (`reads`: the finite values, the raw rows for `nonfinite`, every logged step for
 `absent`) and a function that, at an evaluation, returns (holds, value,
-baseline) as spec §4 reports them. What a
+baseline) as docs/language.md §4 reports them. What a
 term reads and reports is its row in ruledsl.lang.meaning.TERMS; this module
 computes each statistic (`STATISTICS`) and each term's condition (`TERM_HOLDS`)
 with the batch engine's operations in the same order (ruledsl/engines/batch/
@@ -32,7 +32,7 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-# What a shorthand condition is evaluated on (spec §3, "defined from"):
+# What a shorthand condition is evaluated on (docs/language.md §3, "defined from"):
 VALUES_READ = "values"  # each finite value of the key (a series index)
 RAW_READ = "raw"  # each row holding the key, non-finite values included (`nonfinite`)
 STEPS_READ = "steps"  # each logged step of the run after the key's first (`absent`)
@@ -153,7 +153,7 @@ def _negate(node: ast.Not, w: int) -> Evaluate:
 
 
 def _combine(node: ast.And | ast.Or, w: int) -> Evaluate:
-    """Value and baseline of the first term (spec §4); every term is evaluated: each must be
+    """Value and baseline of the first term (docs/language.md §4); every term is evaluated: each must be
     defined, none may be skipped."""
     first, *rest = [_compile(operand, w) for operand in node.operands]
     join: Callable[[bool, bool], bool] = (lambda a, b: a and b) if isinstance(node, ast.And) else (lambda a, b: a or b)
