@@ -140,7 +140,7 @@ def test_a_file_of_another_kind_is_said(tmp_path: Path):
     assert {r["run"] for r in json.loads(result.stdout)} == {"sft_nan"}
 
 
-# ---------------------------------------------------------------- --config (spec §2)
+# ---------------------------------------------------------------- --config (docs/language.md §2)
 
 BETA_RULE = """name: loss_over_beta
 trainers: [all]

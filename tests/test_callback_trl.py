@@ -96,7 +96,7 @@ def test_detects_the_trainer_and_says_so(runs, kind):
     assert info["trainer"] == kind and info["rules"] == expected
     assert not any(name.startswith("grpo_") for name in info["rules"])
     assert info["config_class"] == CONFIG_CLASSES[kind]
-    # the trainer's arguments, flattened (spec §2): what `ruledsl audit` gives the rules as config.KEY
+    # the trainer's arguments, flattened (docs/language.md §2): what `ruledsl audit` gives the rules as config.KEY
     config = info["config"]
     assert config["learning_rate"] == 1e-3 and config["logging_steps"] == 1 and config["max_steps"] == 5
     assert config["save_strategy"] == "no" and config["use_cpu"] is True and None not in config.values()

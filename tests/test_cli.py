@@ -35,7 +35,7 @@ def test_audit_examples_as_json():
     assert ("dpo_stuck", "dpo_loss_stuck_ln2", 100) in found
     assert not any(r["run"] == "dpo_healthy" for r in records)
     nan_values = [r["value"] for r in records if r["rule"] == "loss_nonfinite"]
-    assert nan_values == ["nan"]  # non-finite values as strings in JSON (spec §4)
+    assert nan_values == ["nan"]  # non-finite values as strings in JSON (docs/language.md §4)
     assert records == sorted(records, key=lambda r: (r["run"], r["first_step"], r["rule"]))
 
 

@@ -1,4 +1,4 @@
-"""A run's configuration (spec §2): its shape (ruledsl.model.config), and every place an audit
+"""A run's configuration (docs/language.md §2): its shape (ruledsl.model.config), and every place an audit
 finds it, read from real files: the callback's run.json, an MLflow file store's params (the real
 mlflow client), a W&B run's config (config.yaml in W&B's layout, and a real offline run's
 transaction log), the `args` text summary of a TensorBoard event file (tensorboard's writer, and
@@ -412,7 +412,7 @@ def test_help_describes_the_option():
     assert result.returncode == 0 and "--config" in result.stdout and "KEY=VALUE" in result.stdout
 
 
-# ---------------------------------------------------------------- rule tests with a configuration (spec §7)
+# ---------------------------------------------------------------- rule tests with a configuration (docs/language.md §7)
 
 RULE_WITH_CASES = """name: margin_small_for_beta
 trainers: [dpo]

@@ -1,4 +1,4 @@
-"""Every worked case of spec §9 through the batch engine, in every frame form it accepts."""
+"""Every worked case of docs/language.md §9 through the batch engine, in every frame form it accepts."""
 
 import polars as pl
 import pytest
@@ -64,7 +64,7 @@ INLINE_CASES = [c for c in CASES if c["window"] == 1 and c["min_steps"] == 0 and
 
 
 def inline_text(case: dict) -> str:
-    """The worked case written as an inline alert (spec §6: window 1, no min_steps)."""
+    """The worked case written as an inline alert (docs/language.md §6: window 1, no min_steps)."""
     condition = case["condition"]
     if case["metric"] is not None:
         metric = f"`{case['metric']}`" if "*" in case["metric"] else case["metric"]

@@ -109,7 +109,7 @@ def test_division_by_zero_makes_the_comparison_false_but_counts_as_an_evaluation
     assert ruledsl.audit(frame, [rule])[["first_step", "last_step"]].rows() == [(4, 4)]
 
 
-# ---------------------------------------------------------------- alias resolution (spec §2)
+# ---------------------------------------------------------------- alias resolution (docs/language.md §2)
 
 CATALOG = Catalog({"is_ratio": {"grpo": ["sampling/importance_sampling_ratio/mean", "is_ratio_old"]}})
 ALIAS_RULE = RULE | {"name": "is", "metric": "is_ratio", "trainers": ["grpo"], "message": "{metric}"}

@@ -1,4 +1,4 @@
-"""The condition language (spec §3) and inline alerts (§6): what parses to what."""
+"""The condition language (docs/language.md §3) and inline alerts (§6): what parses to what."""
 
 import pytest
 

@@ -54,7 +54,7 @@ def audit_rows(rows: list[tuple[int, dict]], rules: list, **options) -> list[dic
     return ruledsl.audit(frame, rules, **options).to_dicts()
 
 
-# ================================================================ spec §9 worked cases
+# ================================================================ docs/language.md §9 worked cases
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])

@@ -15,7 +15,7 @@ from ruledsl.readers import jsonlog
 
 
 def python_reading(lines: list[str]) -> dict[int, dict[str, float]]:
-    """step → {key: value} as Python's json reads the good lines (spec §2 strings included)."""
+    """step → {key: value} as Python's json reads the good lines (docs/language.md §2 strings included)."""
     rows: dict[int, dict[str, float]] = {}
     for line in lines:
         try:
@@ -58,7 +58,7 @@ def test_blocks_tokens_and_damage(tmp_path: Path, monkeypatch, spill: bool):
         value = rng.choice([rng.uniform(-5, 5) * 10 ** rng.randint(-300, 300), math.nan, math.inf, -math.inf])
         record = {"step": step, "loss": value, "kl": rng.random()}
         if step % 9 == 0:
-            record["eval_loss"] = "nan"  # the strings spec §2 accepts
+            record["eval_loss"] = "nan"  # the strings docs/language.md §2 accepts
         lines.append(json.dumps(record))  # Python writes NaN, Infinity, -Infinity tokens
     lines[57] = lines[57][:20]  # a truncated line, in some block
     lines[120] = "[1, 2]"  # valid JSON, not an object

@@ -1,4 +1,4 @@
-"""One contract for rule files (spec §1): the JSON Schema and the rule model give the same verdict.
+"""One contract for rule files (docs/language.md §1): the JSON Schema and the rule model give the same verdict.
 
 schemas/rule.schema.json is what `ruledsl lint` and editors check; `Rule.from_dict` is the only
 check when the builtin library loads (`read_rule_file(check_schema=False)`). Every case of

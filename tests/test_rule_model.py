@@ -1,4 +1,4 @@
-"""The Rule model (spec §1) and message templates (§5)."""
+"""The Rule model (docs/language.md §1) and message templates (§5)."""
 
 import math
 from pathlib import Path
@@ -128,7 +128,7 @@ def test_a_wrong_field_is_named_with_a_hint(change, code, words, hint):
 def test_a_malformed_test_case_is_named_by_its_path(tests, words):
     problem = only_problem(BASE | {"tests": tests})
     assert (problem.code, problem.field, problem.message) == ("E301", "tests", words)
-    assert "spec §7" in problem.hint
+    assert "docs/language.md §7" in problem.hint
 
 
 def test_compatibility_format_loads(tmp_path: Path):
