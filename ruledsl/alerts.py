@@ -91,6 +91,25 @@ class AlertRecord:
 
 
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AlertRecord))
+
+
+@dataclass(frozen=True)
+class CoverageRecord:
+    """A rule never evaluated on a run, and why (docs/language.md §4): `metric` is the matched key
+    of a pattern rule, else None; `reason` is one of COVERAGE_REASONS, the first that applies."""
+
+    run: Any
+    rule: str
+    metric: str | None
+    reason: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(COVERAGE_FIELDS, astuple(self)))
+
+
+COVERAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CoverageRecord))
+COVERAGE_REASONS = ("when_false", "config_unknown", "no_key", "no_joint_rows", "too_short")
 EVALUATION_FIELDS = ("run", "step", "rule", "fired", "value")
 
 

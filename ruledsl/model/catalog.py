@@ -21,7 +21,26 @@ from ruledsl.model.yaml_source import Loader as SAFE_LOADER  # libyaml's safe lo
 from ruledsl.resources import data_dir
 
 ANY_TRAINER = "all"
+WILDCARDS = frozenset({"all", "common"})  # the ids that mean every trainer, in rule files
 EVAL_PREFIX = "eval_"
+
+
+@dataclass(frozen=True)
+class UnknownTrainer:
+    """A trainer id no catalogued trainer has, and the nearest one that exists."""
+
+    given: str
+    suggestion: str | None
+
+    @property
+    def message(self) -> str:
+        return f"'{self.given}' is not a TRL trainer id" + (f"; did you mean '{self.suggestion}'?"
+                                                            if self.suggestion else "")
+
+    @property
+    def hint(self) -> str:
+        return (f"did you mean '{self.suggestion}'?" if self.suggestion
+                else "use TRL's snake_case trainer name (grpo, dpo, sft, online_dpo, …) or all")
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,28 @@ class Catalog:
     @property
     def trainer_ids(self) -> frozenset[str]:
         return frozenset(self.trainer_keys)
+
+    def unknown_trainer(self, trainer: str) -> UnknownTrainer | None:
+        """Why `trainer` is not a trainer id of this catalog (None when it is one, or a wildcard).
+
+        Ids match exactly (docs/language.md §8): `DPO` is unknown, suggesting `dpo`; a config
+        class name (`DPOConfig`) suggests its id too.
+        """
+        if trainer in self.trainer_ids or trainer in WILDCARDS:
+            return None
+        by_class = {cls.lower(): tid for tid, cls in self.config_classes.items()}
+        close = by_class.get(trainer.lower()) or (trainer.lower() if trainer.lower() in self.trainer_ids else None)
+        if close is None:
+            found = difflib.get_close_matches(trainer.lower(), sorted(self.trainer_ids), n=1, cutoff=0.6)
+            close = found[0] if found else None
+        return UnknownTrainer(trainer, close)
+
+    def check_trainer(self, trainer: str) -> str:
+        """`trainer` when it is a trainer id (or `all`); ValueError with a did-you-mean otherwise."""
+        problem = self.unknown_trainer(trainer)
+        if problem is not None:
+            raise ValueError(problem.message)
+        return trainer
 
     def is_known(self, name: str, trainers: Iterable[str]) -> bool:
         """Whether `name` is a key one of `trainers` logs (also as `eval_` + key), or an alias of one.

@@ -14,27 +14,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.engines.batch import polars_backend as backend
 from ruledsl.engines.batch.frames import KEY, RUN, STEP, LogFrame, block_starts
-
-REASONS = ("when_false", "config_unknown", "no_key", "no_joint_rows", "too_short")
-COVERAGE_FIELDS = ("run", "rule", "metric", "reason", "detail")
-
-
-@dataclass(frozen=True)
-class CoverageRecord:
-    """A rule never evaluated on a run: `metric` is the matched key of a pattern rule, else None."""
-
-    run: Any
-    rule: str
-    metric: str | None
-    reason: str
-    detail: str
 
 
 def evaluation_counts(frames: Sequence[tuple[pl.LazyFrame, list[backend.RuleColumns]]]) -> pl.LazyFrame | None:

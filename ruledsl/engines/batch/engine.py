@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 import polars as pl
 
-from ruledsl.alerts import AlertRecord, episode_message
+from ruledsl.alerts import AlertRecord, CoverageRecord, episode_message
 from ruledsl.compile import CompiledRule, RuleLike, RuleSet, bind, compile_rules
 from ruledsl.engines.batch import polars_backend as backend
-from ruledsl.engines.batch.coverage import CoverageRecord, evaluation_counts, keys_by_run, runs_of, uncovered
+from ruledsl.engines.batch.coverage import evaluation_counts, keys_by_run, runs_of, uncovered
 from ruledsl.engines.batch.frames import RUN, STEP, VALUE, LogFrame, block_starts, to_log_frame
 from ruledsl.lang import meaning
 from ruledsl.lang.configuration import NotEvaluated
