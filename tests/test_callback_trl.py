@@ -18,8 +18,13 @@ import pytest
 
 trl = pytest.importorskip("trl")
 
+import polars as pl  # noqa: E402
+
+import ruledsl as ruledsl_package  # noqa: E402
 from cli_helpers import ruledsl  # noqa: E402
+from ruledsl.alerts import json_safe  # noqa: E402
 from ruledsl.integrations.callback import DiagnosticsCallback  # noqa: E402
+from ruledsl.integrations.diagnostics_files import callback_rules  # noqa: E402
 from ruledsl.model.loader import load_rules  # noqa: E402
 
 pytestmark = [pytest.mark.trl, pytest.mark.slow]  # real training runs on a tiny model
@@ -33,6 +38,9 @@ INJECTED = {
     "reward": ("reward: epoch > 0.9 -> medium: almost one epoch at step {step}", 4),
 }
 CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig", "reward": "RewardConfig"}
+TYPO = "typo_loss"  # a custom alert on `los`, a key no trainer logs: the coverage lines must name it
+EXTRA_RULE = ("name: extra_from_dir\ntrainers: [all]\nmetric: grad_norm\ncondition: '> 1e9'\n"
+              "severity: low\nmessage: huge gradient\n")
 IS_RATIOS = [1.0, 0.98, 0.2, 0.1, 0.1]  # per step; collapses at step 3
 
 
@@ -76,11 +84,15 @@ def audit(directory: Path, *args: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One real run per trainer, each with its injected alert; stop_on='critical' never triggers."""
+    """One real run per trainer, each with its injected alert under a name, an alert on a misspelt
+    metric and a rule folder; stop_on='critical' never triggers."""
     root = tmp_path_factory.mktemp("trl-runs")
+    (root / "my_rules").mkdir()
+    (root / "my_rules" / "extra.yaml").write_text(EXTRA_RULE)
     done = {}
     for kind, (alert, _) in INJECTED.items():
-        callback = DiagnosticsCallback(custom_alerts=[alert], stop_on="critical")
+        callback = DiagnosticsCallback(custom_alerts={f"injected_{kind}": alert, TYPO: f"{kind}: los > 100 -> low: x"},
+                                       rules_dir=root / "my_rules", stop_on="critical")
         trainer, out = train(kind, root, callback)
         done[kind] = (trainer, callback, out, root / kind / "diagnostics")
     return done
@@ -90,7 +102,7 @@ def runs(tmp_path_factory):
 def test_detects_the_trainer_and_says_so(runs, kind):
     trainer, callback, out, diagnostics = runs[kind]
     expected = [r.name for r in callback.rules if r.applies_to(kind)]
-    assert f"ruledsl: trainer {kind} ({CONFIG_CLASSES[kind]}): {len(expected)} rules run" in out
+    assert f"ruledsl: trainer {kind} (from the config class {CONFIG_CLASSES[kind]}); {len(expected)} rules apply" in out
     assert out.count("ruledsl: trainer") == 1  # said once, though both on_init_end and on_train_begin ran
     info = json.loads((diagnostics / "run.json").read_text())
     assert info["trainer"] == kind and info["rules"] == expected
@@ -121,10 +133,10 @@ def test_injected_problem_is_announced_at_its_step(runs, kind):
     alert, step = INJECTED[kind]
     severity = alert.split("-> ")[1].split(":")[0]
     events = read_jsonl(diagnostics / "alerts.jsonl")
-    started = [e for e in events if e["event"] == "started" and e["rule"].startswith("inline_")]
+    started = [e for e in events if e["event"] == "started" and e["rule"] == f"injected_{kind}"]
     assert [(e["first_step"], e["severity"], e["trainer"]) for e in started] == [(step, severity, kind)]
-    rule = started[0]["rule"]
-    assert f"[{severity.upper()}] {rule} at step {step}\n    " in out  # plain text: stdout is not a TTY
+    assert f"[{severity.upper()}] injected_{kind} at step {step}\n    " in out  # plain text: stdout is not a TTY
+    assert "inline_" not in out and not any(e.get("rule", "").startswith("inline_") for e in events)
     assert started[0]["message"].endswith(f"at step {step}")
     assert trainer.state.global_step == 5  # stop_on="critical": a lower severity does not stop
     assert not any(e["event"] == "stop" for e in events)
@@ -133,13 +145,66 @@ def test_injected_problem_is_announced_at_its_step(runs, kind):
 @pytest.mark.parametrize("kind", list(INJECTED))
 def test_audit_reads_the_output_dir_and_finds_the_same_episodes(runs, kind):
     _, callback, _, diagnostics = runs[kind]
-    alert, step = INJECTED[kind]
-    records = audit(diagnostics, "--trainer", kind, "--alert", alert)
-    batch = {(r["rule"], r["first_step"], r["last_step"]) for r in records}
+    builtin = {r.name for r in load_rules()}
+    records = audit(diagnostics, "--trainer", kind)
+    batch = {(r["rule"], r["first_step"], r["last_step"]) for r in records if r["rule"] in builtin}
     live = {(e["rule"], e["first_step"], e["last_step"])
-            for e in read_jsonl(diagnostics / "alerts.jsonl") if e["event"] == "episode"}
+            for e in read_jsonl(diagnostics / "alerts.jsonl") if e["event"] == "episode" and e["rule"] in builtin}
     assert live == batch
-    assert any(r["rule"].startswith("inline_") and r["first_step"] == step for r in records)
+
+
+@pytest.mark.parametrize("kind", list(INJECTED))
+def test_the_rules_run_json_keeps_audit_to_the_live_episodes(runs, kind):
+    """Every episode the callback reported, custom alerts included, is what an audit of metrics.jsonl
+    with the rules read back from run.json (diagnostics_files.callback_rules) reports."""
+    _, callback, _, diagnostics = runs[kind]
+    _, step = INJECTED[kind]
+    info = json.loads((diagnostics / "run.json").read_text())
+    rules = callback_rules(info)
+    assert sorted(r.name for r in rules) == sorted(r.name for r in callback.rules)
+    frame = pl.DataFrame(read_jsonl(diagnostics / "metrics.jsonl")).with_columns(
+        pl.lit(callback.monitor.run).alias("run"))
+    audited = ruledsl_package.audit(frame, rules, trainer=info["trainer"], config=info["config"]).to_dicts()
+    live = [{k: v for k, v in e.items() if k != "event"}
+            for e in read_jsonl(diagnostics / "alerts.jsonl") if e["event"] == "episode"]
+    assert live == json.loads(json.dumps(json_safe(audited)))
+    assert any(e["rule"] == f"injected_{kind}" and e["first_step"] == step for e in live)
+
+
+@pytest.mark.parametrize("kind", list(INJECTED))
+def test_run_json_keeps_the_rules_and_the_coverage(runs, kind):
+    _, callback, _, diagnostics = runs[kind]
+    alert, _ = INJECTED[kind]
+    info = json.loads((diagnostics / "run.json").read_text())
+    assert info["custom_alerts"] == {f"injected_{kind}": alert, TYPO: f"{kind}: los > 100 -> low: x"}
+    assert info["rules_dirs"] == [str((diagnostics.parents[1] / "my_rules").resolve())]
+    assert info["include_builtin"] is True and info["trainer_from"] == "config_class"
+    assert "extra_from_dir" in info["rules"]
+    coverage = {r["rule"]: r for r in info["coverage"]}
+    assert coverage[TYPO] == {"run": callback.monitor.run, "rule": TYPO, "metric": None, "reason": "no_key",
+                              "detail": "no value of los in the run; did you mean loss?"}
+    assert f"injected_{kind}" not in coverage and "extra_from_dir" not in coverage  # they were evaluated
+    assert [r.as_dict() for r in callback.coverage] == info["coverage"]
+
+
+@pytest.mark.parametrize("kind", list(INJECTED))
+def test_it_says_which_rules_see_their_keys_and_which_were_never_evaluated(runs, kind):
+    _, callback, out, _ = runs[kind]
+    seeing = [line for line in out.splitlines() if "rules see their keys" in line]
+    assert len(seeing) == 1  # after the first training row
+    assert "; not yet: " in seeing[0] and f"{TYPO} (no value of los in the run; did you mean loss?)" in seeing[0]
+    total = len(callback.monitor.rules)
+    assert seeing[0].startswith("ruledsl: ") and f" of {total} rules see their keys" in seeing[0]
+    end = out[out.index("ruledsl: at the end of training"):]
+    assert f"  never evaluated: {TYPO} (no_key: no value of los in the run; did you mean loss?)" in end
+    never = {r.rule for r in callback.coverage}
+    assert end.startswith(f"ruledsl: at the end of training, {total - len(never)} of {total} rules were evaluated")
+    assert out.index("rules see their keys") < out.index("at the end of training")
+
+
+def test_a_misspelt_trainer_is_refused_before_any_training():
+    with pytest.raises(ValueError, match="'dop' is not a TRL trainer id; did you mean 'dpo'"):
+        DiagnosticsCallback(trainer="dop", custom_alerts={"loss_low": "sft: loss < 0.1 -> low: {value}"})
 
 
 def test_stop_on_stops_training_at_the_step(tmp_path):
@@ -165,7 +230,7 @@ def test_catalog_alias_resolves_on_a_real_grpo_run(tmp_path):
     callback = DiagnosticsCallback(custom_alerts=[alert], rules=[as_rule])
     trainer, out = train("grpo", tmp_path, callback, trainer_class=FakeVLLMGRPOTrainer,
                          config_class=MyGRPOConfig)
-    assert "ruledsl: trainer grpo (MyGRPOConfig)" in out
+    assert "ruledsl: trainer grpo (from the config class MyGRPOConfig)" in out
     started = {e["rule"]: e for e in read_jsonl(tmp_path / "grpo" / "diagnostics" / "alerts.jsonl")
                if e["event"] == "started"}
     inline = next(e for name, e in started.items() if name.startswith("inline_"))
@@ -204,7 +269,8 @@ def test_unknown_trainer_runs_every_rule_and_trainer_overrides(tmp_path):
     with console() as out:
         _plain_trainer(tmp_path / "plain", callback).train()
     everything = len(load_rules())
-    assert f"ruledsl: trainer not recognised (TrainingArguments): all {everything} rules run" in out.getvalue()
+    assert ("ruledsl: trainer unknown: every rule runs (TrainingArguments is not a TRL trainer's config class); "
+            f"{everything} rules apply") in out.getvalue()
     info = json.loads((tmp_path / "plain" / "diagnostics" / "run.json").read_text())
     assert info["trainer"] is None and len(info["rules"]) == everything
 
@@ -213,5 +279,5 @@ def test_unknown_trainer_runs_every_rule_and_trainer_overrides(tmp_path):
         _plain_trainer(tmp_path / "given", given).train()
     info = json.loads((tmp_path / "elsewhere" / "run.json").read_text())
     assert info["trainer"] == "sft" and info["rules"] == [r.name for r in load_rules(trainer="sft")]
-    assert "ruledsl: trainer sft (given; TrainingArguments)" in out.getvalue()
+    assert "ruledsl: trainer sft (given: trainer='sft'; config class TrainingArguments)" in out.getvalue()
     assert len(read_jsonl(tmp_path / "elsewhere" / "metrics.jsonl")) == 4  # 3 steps + the summary row

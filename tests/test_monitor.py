@@ -19,7 +19,7 @@ import pytest
 import ruledsl
 from conformance_cases import assert_episodes, config_of, load_cases, rule_mapping, wide_frame
 from ruledsl.engines.live.monitor import AlertEvent, Monitor
-from ruledsl.model.catalog import Catalog
+from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.loader import load_rules
 from ruledsl.readers import read_archive
 
@@ -595,3 +595,159 @@ def test_memory_does_not_grow_with_the_number_of_updates():
     assert episodes_grown == 0  # one episode stays open from the start; the other rules stay silent
     assert abs(grown) <= 2048, grown  # 90k more values of each key were seen
     assert sum(len(s.values) for s in monitor._series.values()) <= 2 * (2 * 64 + 2)
+
+
+# ================================================================ coverage (docs/language.md §4)
+
+
+def batch_coverage(rows: list[tuple[int, dict]], rules: list, *, trainer=None, config=None, run="default"):
+    """The batch engine's coverage of rows given as (step, metrics) in file order."""
+    from ruledsl.compile import compile_rules
+    from ruledsl.engines.batch.engine import AuditGroup, audit_groups, configs_of
+
+    keys = list(dict.fromkeys(k for _, values in rows for k in values))
+    records = [{"run": run, "step": step, **{k: values.get(k) for k in keys}} for step, values in rows]
+    frame = pl.DataFrame(records, schema={"run": pl.String, "step": pl.Int64, **{k: pl.Float64 for k in keys}})
+    group = AuditGroup(frame, compile_rules(rules, trainer=trainer), config=configs_of(config))
+    return audit_groups([group]).coverage
+
+
+def live_coverage(rows, rules, *, trainer=None, config=None, run="default"):
+    monitor = Monitor(rules, trainer=trainer, config=config, run=run)
+    monitor.replay(rows)
+    return monitor.coverage()
+
+
+# Every reason, on a log of three keys: `a` every step, `b` at odd steps only, `c` at even steps only,
+# `rewards/x/std` from step 1 on and `rewards/y/std` at the last step only.
+COVERAGE_ROWS = [(s, {"a": float(s), **({"b": 1.0} if s % 2 else {"c": 2.0}),
+                      **({"rewards/x/std": 0.5} if s >= 1 else {}), **({"rewards/y/std": 0.1} if s == 9 else {})})
+                 for s in range(10)]
+COVERAGE_RULES = [
+    rule("> 0", metric="a", name="covered"),
+    rule("> 0", metric="rewards/x/sdt", name="misspelt"),  # no_key, did you mean rewards/x/std?
+    rule("> 0", metric="importance_sampling_ratio", name="alias_missing"),  # no_key, the catalog's keys tried
+    rule("b > 0 and c > 0", metric=None, name="never_together"),  # no_joint_rows
+    rule("b > 0 and a > 0", metric=None, name="together"),
+    rule("> 0", metric="a", name="warm_up_too_long", min_steps=100),  # too_short: all 10 evaluations below
+    rule("mean(a, 20) > 0", metric=None, name="window_too_long"),  # too_short: no evaluation
+    rule("mean(a, 20) > b", metric=None, name="joint_window_too_long"),  # too_short: rows shared, windows short
+    rule("drop(50%)", metric="b", name="drop_never_defined", window=5),  # too_short (needs 10 values of b)
+    rule("absent(3)", metric="rewards/y/std", name="absent_after_last"),  # too_short: first logged at the end
+    rule("> 0", metric="zzz/*/std", name="pattern_unmatched"),  # no_key
+    rule("spike(2x)", metric="rewards/*/std", name="pattern_per_key", window=3),  # too_short on rewards/y/std
+    rule("a > config.limit", metric=None, name="needs_limit"),  # config_unknown
+    rule("> 0", metric="a", name="when_false", when="config.mode == 'other'"),
+    rule("> 0", metric="a", name="when_true", when="config.mode == 'fast'"),
+    rule("nonfinite", metric="c", name="nonfinite_c"),
+]
+
+
+def test_coverage_gives_every_reason_with_the_batch_wording():
+    got = {(r.rule, r.metric): (r.reason, r.detail)
+           for r in live_coverage(COVERAGE_ROWS, COVERAGE_RULES, config={"mode": "fast"})}
+    tried = ", ".join(builtin_catalog().candidates("importance_sampling_ratio"))
+    assert got == {
+        ("misspelt", None): ("no_key", "no value of rewards/x/sdt in the run; did you mean rewards/x/std?"),
+        ("alias_missing", None): ("no_key", f"no value of importance_sampling_ratio (tried {tried}) in the run"),
+        ("never_together", None): ("no_joint_rows", "b, c are never logged at the same step"),
+        ("warm_up_too_long", None): ("too_short", "all 10 evaluations fell below min_steps 100"),
+        ("window_too_long", None): ("too_short", "the series never reached the values its windows need"),
+        ("joint_window_too_long", None): ("too_short", "the series never reached the values its windows need"),
+        ("drop_never_defined", None): ("too_short", "the series never reached the values its windows need"),
+        ("absent_after_last", None): ("too_short", "the series never reached the values its windows need"),
+        ("pattern_unmatched", None): ("no_key", "no key of the run matches zzz/*/std"),
+        ("pattern_per_key", "rewards/y/std"): ("too_short", "the series never reached the values its windows need"),
+        ("needs_limit", None): ("config_unknown", "the run's configuration has no limit"),
+        ("when_false", None): ("when_false", "when: config.mode == 'other' is false on this run"),
+    }
+
+
+@pytest.mark.parametrize("config", [{"mode": "fast"}, {"mode": "other", "limit": 3}, None])
+def test_coverage_is_the_batch_audits_coverage(config):
+    live = live_coverage(COVERAGE_ROWS, COVERAGE_RULES, config=config, run="r")
+    batch = batch_coverage(COVERAGE_ROWS, COVERAGE_RULES, config=config, run="r")
+    assert live == batch
+    assert len([r for r in live if r in batch]) >= 8
+    assert [r.rule for r in live] == sorted(r.rule for r in live)  # ordered by rule, as the audit's
+
+
+def test_an_unmatched_pattern_is_no_key_in_the_batch_coverage_too():
+    rules = [rule("> 0", metric="zzz/*/std", name="pattern_unmatched")]
+    assert batch_coverage(COVERAGE_ROWS, rules) == live_coverage(COVERAGE_ROWS, rules)
+
+
+@pytest.mark.parametrize("name", ["window_too_long", "joint_window_too_long"])
+def test_an_expression_whose_windows_never_fill_is_too_short_in_the_batch_coverage_too(name):
+    rules = [r for r in COVERAGE_RULES if r["name"] == name]
+    assert batch_coverage(COVERAGE_ROWS, rules) == live_coverage(COVERAGE_ROWS, rules)
+
+
+@pytest.mark.parametrize("path", REAL_LOGS, ids=[p.stem for p in REAL_LOGS])
+def test_coverage_of_real_trl_logs_is_the_batch_audits(path):
+    """Builtin rules for the log's trainer (and for any trainer), with a misspelt alert, an alert on an
+    alias, a warm-up past the end, a pattern and a full expression across training and evaluation rows."""
+    rows = read_log(path)
+    alerts = ["all: los > 1 -> low: misspelt", "all: importance_sampling_ratio < 0.5 -> high: alias",
+              "all: `rewards/*/std` < 0.01 -> low: {metric} flat", "all: eval_loss > loss -> low: eval above",
+              "all: entropy < 100 for 1000 steps -> low: long", "all: grad_norm nonfinite -> high: nan"]
+    warm_up = rule("> 0", metric="loss", name="warm_up_past_the_end", min_steps=10_000)
+    for trainer in (TRAINER_OF_LOG.get(path.stem, path.stem), None):
+        rules = [*load_rules(trainer=trainer), *alerts, warm_up]
+        live = live_coverage(rows, rules, trainer=trainer, config={"beta": 0.1}, run=path.stem)
+        batch = batch_coverage(rows, rules, trainer=trainer, config={"beta": 0.1}, run=path.stem)
+        assert live == batch
+        assert any(r.rule == "warm_up_past_the_end" and r.reason == "too_short" for r in live)
+        misspelt = next(r for r in live if r.rule.startswith("inline_los_"))
+        assert misspelt.detail == "no value of los in the run; did you mean loss?"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_coverage_of_every_worked_case_is_the_batch_audits(case):
+    rules = [rule_mapping(case)]
+    assert live_coverage(case_rows(case), rules, config=config_of(case)) == \
+        batch_coverage(case_rows(case), rules, config=config_of(case))
+
+
+def test_coverage_is_computed_on_demand_as_the_run_goes():
+    monitor = Monitor([rule("> 0", metric="loss", name="loss_seen", min_steps=2),
+                       rule("eval_loss > loss", metric=None, name="eval_above"),
+                       rule("> 0", metric="los", name="typo")])
+    assert [(r.rule, r.reason) for r in monitor.coverage()] == [
+        ("eval_above", "no_key"), ("loss_seen", "no_key"), ("typo", "no_key")]
+    monitor.update(0, {"los": None, "loss": 1.0})  # `los` holds no value: not a key of the run
+    assert [(r.rule, r.reason, r.detail) for r in monitor.coverage()] == [
+        ("eval_above", "no_key", "no value of eval_loss in the run"),
+        ("loss_seen", "too_short", "all 1 evaluations fell below min_steps 2"),
+        ("typo", "no_key", "no value of los in the run; did you mean loss?")]
+    monitor.update(1, {"loss": 1.0})
+    monitor.update(1, {"loss": 2.0})  # the step evaluated again: counted once
+    assert monitor.coverage()[1].detail == "all 2 evaluations fell below min_steps 2"
+    monitor.update(2, {"loss": 1.0})
+    monitor.update(2, {"eval_loss": 0.5})
+    assert [r.rule for r in monitor.coverage()] == ["typo"]
+
+
+def test_a_covered_rule_runs_without_its_watch():
+    """Coverage costs a rule nothing per row once it has been evaluated at a step ≥ its min_steps."""
+    monitor = Monitor([rule("> 0", metric="loss", name="now"), rule("> 0", metric="loss", name="later", min_steps=5)])
+    monitor.update(1, {"loss": 1.0})
+    watched = {r.rule.name: "run_step" in vars(r) for r in monitor._runners}
+    assert watched == {"now": False, "later": True}
+    monitor.update(5, {"loss": 1.0})
+    assert not any("run_step" in vars(r) for r in monitor._runners)
+    assert monitor.coverage() == []
+
+
+def test_coverage_of_a_rule_switched_off_by_a_fault_stays_what_it_was():
+    monitor = Monitor([rule("> 0", metric="loss", name="broken", min_steps=3)])
+    runner = monitor._runners[0]
+    monitor.update(1, {"loss": 1.0})
+
+    def raising(*args):
+        raise RuntimeError("boom")
+
+    runner.shorthand = dataclasses.replace(runner.shorthand, evaluate=raising)  # still behind its watch
+    monitor.update(2, {"loss": 1.0})
+    assert [f.rule for f in monitor.faults] == ["broken"]
+    assert [(r.rule, r.reason) for r in monitor.coverage()] == [("broken", "too_short")]

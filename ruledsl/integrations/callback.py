@@ -8,14 +8,24 @@ arguments and picks the rules for it, and takes the run's configuration (spec
 §2: the arguments' `to_dict()`, flattened) for `config.KEY` and `when`; then
 every `on_log` row goes through the incremental monitor, each alert episode is
 announced when it starts, and the main process writes metrics.jsonl,
-alerts.jsonl and run.json, the configuration included (readable by
-`ruledsl audit`). Nothing in here may stop training except `stop_on`: each
-part runs behind a fuse (ruledsl.fuse) and is switched off on its first fault.
-This module imports transformers; `import ruledsl` does not import this module.
+alerts.jsonl and run.json, the configuration and the rules it ran included
+(readable by `ruledsl audit`, see diagnostics_files.callback_rules).
+
+Nothing is silent (docs/language.md §4, coverage): it says which trainer it took
+and how, how many rules apply, after the first training row how many of them see
+their keys (and which do not yet, and why), and at the end of training the rules
+never evaluated on the run, with their reasons (also kept in run.json).
+
+Everything is checked in the constructor (the trainer id, each rule, each custom
+alert and its name): a mistake fails there, never at the start of training.
+Nothing in here may stop training except `stop_on`: each part runs behind a fuse
+(fault_guard.Fuse) and is switched off on its first fault. This module imports
+transformers; `import ruledsl` does not import this module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import sys
@@ -30,23 +40,30 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("DiagnosticsCallback needs transformers: pip install 'ruledsl[trl]'") from exc
 
 from ruledsl import __version__
-from ruledsl.alerts import SEVERITIES, at_least
+from ruledsl.alerts import SEVERITIES, CoverageRecord, at_least
 from ruledsl.compile import compile_rules
 from ruledsl.engines.live.monitor import Monitor
-from ruledsl.integrations.console import LOG_LEVELS, alert_text, is_plain, say
-from ruledsl.integrations.diagnostics_files import DiagnosticsFiles
+from ruledsl.integrations.console import LOG_LEVELS, alert_text, coverage_at_end, coverage_so_far, is_plain, say
+from ruledsl.integrations.diagnostics_files import DiagnosticsFiles, rules_kept
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
-from ruledsl.model.catalog import Catalog
+from ruledsl.lang.errors import RuleSyntaxError
+from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.config import RunConfig, normalize
 from ruledsl.model.loader import load_rules
-from ruledsl.model.rule import Rule, rule_from_inline
+from ruledsl.model.rule import NAME_PATTERN, Rule, rule_from_inline
 from ruledsl.model.trainers import trainer_id
 
 DIAGNOSTICS_DIR = "diagnostics"
 VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "polars")
 
 RULES, CALLBACK, CONFIG = "the rules", "the diagnostics callback", "the run's configuration"
+COVERAGE = "the coverage report"
+# How the trainer was decided (run.json's `trainer_from`)
+FROM_CONFIG_CLASS, GIVEN, UNKNOWN = "config_class", "given", "unknown"
+# Keys of a Trainer row that are not training metrics: the evaluation and summary rows carry them
+NOT_TRAINING = frozenset({"epoch", "train_runtime", "train_samples_per_second", "train_steps_per_second",
+                          "total_flos", "train_loss"})
 
 
 class DiagnosticsCallback(TrainerCallback):
@@ -54,13 +71,24 @@ class DiagnosticsCallback(TrainerCallback):
 
     def __init__(self, rules: Iterable[Rule | Mapping[str, Any] | str] | None = None,
                  rules_dir: str | Path | Sequence[str | Path] | None = None,
-                 custom_alerts: Iterable[str] | None = None, trainer: str | None = None,
+                 custom_alerts: Mapping[str, str] | Iterable[str] | str | None = None, trainer: str | None = None,
                  stop_on: str | None = None, output_dir: str | Path | None = None, *,
                  include_builtin: bool = True, catalog: Catalog | None = None,
                  trackers: bool = True, console: bool = True):
         if stop_on is not None and stop_on not in SEVERITIES:
             raise ValueError(f"stop_on takes one of {', '.join(SEVERITIES)} or None, not {stop_on!r}")
-        self.rules = _collect_rules(rules, rules_dir, custom_alerts, include_builtin)
+        ids = _trainer_ids(catalog)
+        if trainer is not None:
+            if not isinstance(trainer, str):
+                raise TypeError(f"trainer takes a trainer id (text), not {type(trainer).__name__}")
+            ids.check_trainer(trainer)  # `dop`: ValueError, did you mean 'dpo'? (docs/language.md §8)
+        self.include_builtin = include_builtin
+        self.rules_dirs = _rule_paths(rules_dir)  # resolved: what run.json keeps
+        collected = _collect_rules(rules, self.rules_dirs, custom_alerts, include_builtin, ids)
+        self.rules = collected.rules
+        self.custom_alerts = collected.custom_alerts  # name → inline text, every inline alert run
+        self.code_rules = collected.code_rules  # the other rules given in code, as rule-file mappings
+        self.rules_not_kept = collected.not_kept  # rules given in code that no mapping describes (run.json says so)
         compile_rules(self.rules, catalog=catalog)  # duplicate names and bad rules fail here, not mid-run
         self.stop_on = stop_on
         self.trainer_override = trainer
@@ -73,6 +101,7 @@ class DiagnosticsCallback(TrainerCallback):
 
     def _reset(self) -> None:
         self.trainer: str | None = None
+        self.trainer_from: str = UNKNOWN
         self.config: RunConfig = {}
         self.active_rules: list[Rule] = []
         self.monitor = None
@@ -84,6 +113,8 @@ class DiagnosticsCallback(TrainerCallback):
         self._watching = False
         self._faults_seen = 0
         self._notices_seen = 0
+        self._coverage_said = False  # the "N of M rules see their keys" line, after the first training row
+        self.coverage: list[CoverageRecord] | None = None  # at the end of training: the rules never evaluated
 
     # ------------------------------------------------------------ hooks (each fully guarded)
 
@@ -109,6 +140,7 @@ class DiagnosticsCallback(TrainerCallback):
         self._main = bool(getattr(state, "is_world_process_zero", True))
         detected = trainer_id(args)
         self.trainer = self.trainer_override or detected
+        self.trainer_from = GIVEN if self.trainer_override else FROM_CONFIG_CLASS if detected else UNKNOWN
         self.active_rules = [r for r in self.rules if r.enabled and r.applies_to(self.trainer)]
         # without it (a fault), rules that read the configuration are not evaluated; the rest run
         self.config = self.fuse.run(CONFIG, trainer_config, args) or {}
@@ -126,14 +158,16 @@ class DiagnosticsCallback(TrainerCallback):
         return Monitor(self.active_rules, trainer=self.trainer, catalog=self.catalog, run=run, config=self.config)
 
     def _announce_start(self, args, detected: str | None) -> None:
+        """One line: the trainer, how it was decided, and how many rules apply to it."""
         config_class = type(args).__name__
-        if self.trainer is None:
-            what = f"trainer not recognised ({config_class}): all {len(self.active_rules)} rules run"
-        elif self.trainer_override and self.trainer_override != detected:
-            what = f"trainer {self.trainer} (given; {config_class}): {len(self.active_rules)} rules run"
+        count = _rules(len(self.active_rules))
+        if self.trainer_from == GIVEN:
+            what = f"trainer {self.trainer} (given: trainer={self.trainer!r}; config class {config_class})"
+        elif self.trainer_from == FROM_CONFIG_CLASS:
+            what = f"trainer {self.trainer} (from the config class {config_class})"
         else:
-            what = f"trainer {self.trainer} ({config_class}): {len(self.active_rules)} rules run"
-        self._say(f"ruledsl: {what}", logging.INFO)
+            what = f"trainer unknown: every rule runs ({config_class} is not a TRL trainer's config class)"
+        self._say(f"ruledsl: {what}; {count} apply", logging.INFO)
 
     def _say(self, text: str, level: int) -> None:
         if self.console:
@@ -149,11 +183,18 @@ class DiagnosticsCallback(TrainerCallback):
 
     def _run_info(self, args) -> dict[str, Any]:
         # `config` is what `ruledsl audit` gives the rules for this run (readers/run_config.py)
-        info = {"trainer": self.trainer, "ruledsl_version": __version__,
+        # `include_builtin`, `rules_dirs`, `code_rules` and `custom_alerts`: the rules it ran, for an
+        # audit to run them again (diagnostics_files.callback_rules reads them back)
+        info = {"trainer": self.trainer, "trainer_from": self.trainer_from, "ruledsl_version": __version__,
                 "rules": [r.name for r in self.active_rules], "config_class": type(args).__name__,
-                "config": self.config, "versions": _versions(), "stop_on": self.stop_on}
+                "config": self.config, "versions": _versions(), "stop_on": self.stop_on,
+                **rules_kept(self.include_builtin, self.rules_dirs, self.code_rules, self.custom_alerts)}
+        if self.rules_not_kept:
+            info["rules_not_kept"] = list(self.rules_not_kept)  # an audit cannot run them again
         if self.stopped is not None:
             info["stopped"] = self.stopped
+        if self.coverage is not None:
+            info["coverage"] = [record.as_dict() for record in self.coverage]
         return info
 
     def _log(self, args, state, control, logs) -> None:
@@ -170,6 +211,23 @@ class DiagnosticsCallback(TrainerCallback):
         self._report_monitor_news()
         for event in events:
             self._handle(event, args, control)
+        if self._main and not self._coverage_said and _is_training_row(logs):
+            self._coverage_said = True
+            self.fuse.run(COVERAGE, self._announce_coverage_so_far)
+
+    def _announce_coverage_so_far(self) -> None:
+        """After the first training row: how many rules see their keys, and the others with why."""
+        if self.monitor is None or not self.fuse.is_on(RULES):
+            return
+        self._say(coverage_so_far(self.monitor.coverage(), len(self.monitor.rules)), logging.INFO)
+
+    def _coverage_at_end(self) -> list[CoverageRecord] | None:
+        """The rules never evaluated on the run, said once with their reasons (None: not known)."""
+        if self.monitor is None or not self.fuse.is_on(RULES):
+            return None
+        records = self.monitor.coverage()
+        self._say(coverage_at_end(records, len(self.monitor.rules)), logging.INFO)
+        return records
 
     def _report_monitor_news(self) -> None:
         """A rule the monitor switched off (it raised) or a row it skipped: said once each."""
@@ -238,6 +296,10 @@ class DiagnosticsCallback(TrainerCallback):
             if self.files is not None:  # the final episodes, open ones included: what an audit reports
                 for record in self.fuse.run(RULES, self.monitor.episodes) or []:
                     self.fuse.run("alerts.jsonl", self.files.write_event, {"event": "episode", **record})
+            if self._main:
+                self.coverage = self.fuse.run(COVERAGE, self._coverage_at_end)
+                if self.files is not None and self.coverage is not None:
+                    self.fuse.run("run.json", self.files.write_run, self._run_info(args))
         text = alerts_jsonl(self.started)
         for tracker in self.trackers:
             self.fuse.run(f"the {tracker.name} tracker", tracker.finish, text)
@@ -252,23 +314,123 @@ class _NoControl:
     should_training_stop = False
 
 
-def _collect_rules(rules, rules_dir, custom_alerts, include_builtin: bool) -> list[Rule]:
-    """Builtin library + rule files + `rules` + inline `custom_alerts`, validated now."""
+@dataclasses.dataclass
+class _Collected:
+    rules: list[Rule]
+    custom_alerts: dict[str, str]  # name → inline text: every inline alert among the rules
+    code_rules: list[dict[str, Any]]  # the other rules given in code, as rule-file mappings
+    not_kept: list[str]  # the names of rules given in code that no mapping describes (a Template of your own…)
+
+
+def _trainer_ids(catalog: Catalog | None) -> Catalog:
+    """The catalog whose trainer ids `trainer=` and the inline alerts are checked against."""
+    return catalog if catalog is not None and catalog.trainer_ids else builtin_catalog()
+
+
+def _rule_paths(rules_dir) -> list[Path]:
     dirs = [rules_dir] if isinstance(rules_dir, (str, Path)) else list(rules_dir or [])
-    collected = load_rules(dirs, trainer=None, include_builtin=include_builtin) if dirs or include_builtin else []
+    return [Path(d).expanduser().resolve() for d in dirs]
+
+
+def _collect_rules(rules, dirs: list[Path], custom_alerts, include_builtin: bool, ids: Catalog) -> _Collected:
+    """Builtin library + rule files + `rules` + inline `custom_alerts`, validated now."""
+    loaded = load_rules(dirs, trainer=None, include_builtin=include_builtin) if dirs or include_builtin else []
+    collected = _Collected(loaded, {}, [], [])
     for item in rules or []:
-        if isinstance(item, Rule):
-            collected.append(item)
-        elif isinstance(item, str):
-            collected.append(rule_from_inline(item))
+        if isinstance(item, str):
+            _add_inline(collected, item, None, f"rule {item!r}", ids)
+        elif isinstance(item, Rule):
+            collected.rules.append(item)
+            text = item.condition.source if item.origin == "inline" else None
+            if text is not None and _same_rule(text, item):
+                collected.custom_alerts[item.name] = text
+            else:
+                _keep_mapping(collected, item)
         elif isinstance(item, Mapping):
-            collected.append(Rule.from_dict(item, origin="code"))
+            rule = Rule.from_dict(item, origin="code")
+            collected.rules.append(rule)
+            _keep_mapping(collected, rule)
         else:
             raise TypeError(f"a rule must be a Rule, a mapping or an inline-alert string, not {type(item).__name__}")
-    if isinstance(custom_alerts, str):
-        custom_alerts = [custom_alerts]
-    collected.extend(rule_from_inline(text) for text in custom_alerts or [])
+    for name, text, label in _custom_alerts(custom_alerts):
+        _add_inline(collected, text, name, label, ids)
     return collected
+
+
+def _custom_alerts(custom_alerts) -> list[tuple[str | None, Any, str]]:
+    """(name or None for a generated one, text, how errors name it) for each custom alert."""
+    if custom_alerts is None:
+        return []
+    if isinstance(custom_alerts, str):
+        return [(None, custom_alerts, "custom alert 1")]
+    if isinstance(custom_alerts, Mapping):
+        found: list[tuple[str | None, Any, str]] = []
+        for name, text in custom_alerts.items():
+            if not isinstance(name, str) or not NAME_PATTERN.match(name):
+                raise ValueError(f"custom alert name {name!r}: a name is lower-case letters, digits and _, "
+                                 f"starting with a letter (as a rule's name)")
+            found.append((name, text, f"custom alert {name!r}"))
+        return found
+    if not isinstance(custom_alerts, Iterable):
+        raise TypeError(f"custom_alerts takes a mapping of names to inline alerts, or a list of inline alerts, "
+                        f"not {type(custom_alerts).__name__}")
+    return [(None, text, f"custom alert {number}") for number, text in enumerate(custom_alerts, start=1)]
+
+
+def _add_inline(collected: _Collected, text: Any, name: str | None, label: str, ids: Catalog) -> None:
+    """One inline alert, checked now (text, trainer ids, name), under `name` if given."""
+    if not isinstance(text, str):
+        raise TypeError(f"{label}: an inline alert is text, not {type(text).__name__}")
+    try:
+        rule = rule_from_inline(text)
+    except RuleSyntaxError as exc:  # the same error (line, column, caret), naming the alert
+        d = exc.diagnostic
+        raise RuleSyntaxError(dataclasses.replace(d, message=f"{label}: {d.message}"), exc.source,
+                              exc.expected) from None
+    for trainer in rule.trainers:
+        try:
+            ids.check_trainer(trainer)
+        except ValueError as exc:
+            raise ValueError(f"{label}: {exc}") from None
+    if name is not None:
+        rule = dataclasses.replace(rule, name=name)
+    clash = next((r for r in collected.rules if r.name == rule.name), None)
+    if clash is not None:
+        raise ValueError(f"{label}: a rule named {rule.name!r} is already loaded ({clash.origin or 'code'}); "
+                         f"give the alert another name")
+    collected.rules.append(rule)
+    collected.custom_alerts[rule.name] = text
+
+
+def _keep_mapping(collected: _Collected, rule: Rule) -> None:
+    """The rule as the rule-file mapping that reads back to it, for run.json; its name among those
+    not kept when there is none (a rule built in code with parts of its own)."""
+    try:
+        mapping = rule.to_dict()
+        kept = Rule.from_dict(mapping, origin=rule.origin) == rule
+    except Exception:  # whatever a hand-built rule holds: only run.json's account of it is at stake
+        kept = False
+    if kept:
+        collected.code_rules.append(mapping)
+    else:
+        collected.not_kept.append(rule.name)
+
+
+def _same_rule(text: str, rule: Rule) -> bool:
+    """Whether the inline alert `text`, under the rule's name, is `rule` (not changed since it was read)."""
+    try:
+        return dataclasses.replace(rule_from_inline(text), name=rule.name) == rule
+    except ValueError:
+        return False
+
+
+def _is_training_row(logs: Mapping[str, Any]) -> bool:
+    """A row of training metrics (not an evaluation row, not the summary row at the end)."""
+    return any(key not in NOT_TRAINING and not key.startswith(("eval_", "test_")) for key in logs)
+
+
+def _rules(count: int) -> str:
+    return f"{count} rule" + ("" if count == 1 else "s")
 
 
 def trainer_config(args: Any) -> RunConfig:

@@ -56,9 +56,10 @@ def keys_by_run(log: LogFrame) -> dict[Any, set[str]]:
 
 
 def uncovered(inputs: Sequence[backend.RuleInput], counts: pl.DataFrame | None, runs: Iterable[Any],
-              keys: Mapping[Any, set[str]]) -> list[CoverageRecord]:
+              keys: Mapping[Any, set[str]], log: LogFrame) -> list[CoverageRecord]:
     """Per run, the rules of `inputs` (as the frames read them) with no eligible evaluation there."""
     seen = _covered(counts)
+    joint = _JointRows(log)
     records: list[CoverageRecord] = []
     for run in runs:
         run_keys = keys.get(run, set())
@@ -67,8 +68,31 @@ def uncovered(inputs: Sequence[backend.RuleInput], counts: pl.DataFrame | None, 
             if item.runs is None or run in item.runs:
                 by_rule.setdefault(item.rule.name, []).append(item)
         for name, variants in by_rule.items():
-            records.extend(_rule_on_run(run, name, variants, seen, run_keys))
+            records.extend(_rule_on_run(run, name, variants, seen, run_keys, joint))
     return records
+
+
+class _JointRows:
+    """The runs where a full expression's metrics share a step: asked only of expressions that
+    were never evaluated on some run, once per rule (one small query each)."""
+
+    def __init__(self, log: LogFrame):
+        self.log = log
+        self.found: dict[int, set[Any]] = {}
+
+    def runs(self, item: backend.RuleInput) -> set[Any]:
+        if id(item) not in self.found:
+            self.found[id(item)] = self._query(item)
+        return self.found[id(item)]
+
+    def _query(self, item: backend.RuleInput) -> set[Any]:
+        frames = [self.log.series(item.candidates[name]) for name in item.rule.metrics]
+        if not frames or any(f is None for f in frames):
+            return set()
+        joined = frames[0].select(RUN, STEP)  # type: ignore[union-attr]
+        for frame in frames[1:]:
+            joined = joined.join(frame.select(RUN, STEP), on=[RUN, STEP], how="inner")  # type: ignore[union-attr]
+        return set(joined.select(pl.col(RUN).unique()).collect()[RUN].to_list())
 
 
 def _covered(counts: pl.DataFrame | None) -> dict[tuple[str, Any], dict[str | None, tuple[int, int]]]:
@@ -83,7 +107,7 @@ def _covered(counts: pl.DataFrame | None) -> dict[tuple[str, Any], dict[str | No
 
 def _rule_on_run(run: Any, name: str, variants: list[backend.RuleInput],
                  seen: Mapping[tuple[str, Any], Mapping[str | None, tuple[int, int]]],
-                 run_keys: set[str]) -> list[CoverageRecord]:
+                 run_keys: set[str], joint: _JointRows) -> list[CoverageRecord]:
     rule = variants[0].rule
     counts = seen.get((name, run), {})
     pattern = rule.metric is not None and "*" in rule.metric
@@ -95,7 +119,7 @@ def _rule_on_run(run: Any, name: str, variants: list[backend.RuleInput],
     if missing:
         metric, tried = missing[0]
         return [CoverageRecord(run, name, None, "no_key", _no_key_detail(metric, tried, run_keys))]
-    if not counts and not rule.condition.is_shorthand:
+    if not counts and len(rule.metrics) > 1 and run not in joint.runs(variants[0]):
         names = ", ".join(rule.metrics)
         return [CoverageRecord(run, name, None, "no_joint_rows", f"{names} are never logged at the same step")]
     return [CoverageRecord(run, name, None, "too_short", _too_short_detail(rule.min_steps, counts))]

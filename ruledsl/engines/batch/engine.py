@@ -122,7 +122,9 @@ def _expanded(compiled: CompiledRule, log: LogFrame) -> list[Mapping[str, tuple[
     metric = compiled.rule.metric
     if metric is None or not meaning.is_pattern(metric):
         return [compiled.candidates]
-    return [{metric: (key,)} for key in log.matching(meaning.pattern_regex(metric))]
+    matched = log.matching(meaning.pattern_regex(metric))
+    # a pattern that matches nothing still goes in, reading no key: the coverage then says so
+    return [{metric: (key,)} for key in matched] or [{metric: ()}]
 
 
 # ---------------------------------------------------------------- audit
@@ -236,7 +238,7 @@ def _coverage(groups: list[_Group], plans: list[_Plan], counts: list[pl.DataFram
     found: list[CoverageRecord] = []
     for group, plan, counted in zip(groups, plans, counts):
         log = group.log
-        records = plan.skipped + uncovered(plan.inputs, counted, runs_of(log), keys_by_run(log))
+        records = plan.skipped + uncovered(plan.inputs, counted, runs_of(log), keys_by_run(log), log)
         found += [replace(r, run=group.run_id(r.run)) if group.run_id else r for r in records]
     return sorted(found, key=lambda r: (str(r.run), r.rule, r.metric or ""))
 

@@ -51,6 +51,14 @@ invented for it.
 
 A rule that raises while evaluating is switched off (its episodes so far are
 kept) and reported once in `faults`; the other rules go on.
+
+`coverage()` says, at any point, which rules have not been evaluated on the run so far
+and why (docs/language.md §4): the records the batch audit's coverage gives for the same
+log (ruledsl/engines/live/coverage.py names the two cases where the batch side does not
+yet read §4 so). It is computed when asked, from the keys the run has logged (remembered as they
+first appear) and, for the rules still warming up, a count of their evaluations
+(ruledsl/engines/live/coverage.py); a rule once evaluated at a step ≥ its `min_steps`
+costs nothing more per row.
 """
 
 from __future__ import annotations
@@ -60,8 +68,10 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.compile import CompiledRule, RuleLike, RuleSet, bind, compile_rules
 from ruledsl.engines.live.aliases import Resolver
+from ruledsl.engines.live.coverage import Watch, uncovered
 from ruledsl.engines.live.events import AlertEvent, Fault
 from ruledsl.engines.live.patterns import PatternRules, is_pattern_rule
 from ruledsl.engines.live.runner import RuleRunner
@@ -92,9 +102,11 @@ class Monitor:
         self._row: dict[str, float] = {}  # the merged row of the current step (keys the rules read)
         self._resolvers: dict[tuple[str, ...], Resolver] = {}
         self._rank = {c.rule.name: j for j, c in enumerate(self.rule_set)}  # events and runners in rule order
+        self._keys: set[str] = set()  # the keys that have had a value (a number) in the run
+        self._watches: dict[RuleRunner, Watch] = {}  # coverage: each runner's evaluations until it is covered
         bound = self._bind(config or {})
-        patterns = [c for c in bound if is_pattern_rule(c)]
-        self._patterns = PatternRules(patterns) if patterns else None  # None: no key needs matching
+        self._pattern_rules = [c for c in bound if is_pattern_rule(c)]
+        self._patterns = PatternRules(self._pattern_rules) if self._pattern_rules else None  # None: none to match
         self._runners = [self._runner(c) for c in bound if not is_pattern_rule(c)]
         self._place()
         self._series: dict[str, Series] = {}
@@ -139,8 +151,16 @@ class Monitor:
             for runner in readers.get(key, ()):
                 touched[runner.position] = runner
         events: list[AlertEvent] = []
+        series = self._series
         for position in sorted(touched):
-            found = self._run(touched[position], step)
+            runner = touched[position]
+            if runner.disabled:
+                continue
+            try:  # inline rather than a method: this loop is most of an update's cost
+                found = runner.run_step(step, series)
+            except Exception as exc:  # one broken rule must not silence the others
+                self._fault(runner, step, exc)
+                continue
             if found:
                 events.extend(found)
         return events
@@ -168,6 +188,15 @@ class Monitor:
         records = [runner.record(e) for runner in self._runners for e in runner.episodes()]
         return sorted(records, key=lambda r: (r["first_step"], r["rule"], r["metric"] or ""))
 
+    def coverage(self) -> list[CoverageRecord]:
+        """The rules not evaluated on the run so far (none at a step ≥ their min_steps), and why:
+        docs/language.md §4, the records an audit's coverage gives for the rows fed so far, ordered
+        by rule, then metric (reasons: when_false, config_unknown, no_key, no_joint_rows,
+        too_short, the first that applies). Computed now, from what the monitor keeps; after
+        the last row, the rules that could never fire on the run."""
+        return uncovered(self.run, self.not_evaluated, self._runners, self._pattern_rules, self._watches,
+                         self._keys)
+
     # ------------------------------------------------------------ building
 
     def _bind(self, config: Mapping[str, Any]) -> list[CompiledRule]:
@@ -186,7 +215,9 @@ class Monitor:
         candidates = {compiled.rule.metric or "": (key,)} if key is not None else compiled.candidates
         resolvers = {name: self._resolvers.setdefault(tuple(keys), Resolver(tuple(keys)))
                      for name, keys in candidates.items()}
-        return RuleRunner(compiled, 0, resolvers, self.rule_set.trainer, self.run)
+        runner = RuleRunner(compiled, 0, resolvers, self.rule_set.trainer, self.run)
+        self._watches[runner] = Watch(runner)
+        return runner
 
     def _place(self) -> None:
         """Number the runners in rule order (a pattern rule's runners by key): events come so."""
@@ -239,11 +270,11 @@ class Monitor:
 
     def _merge(self, step: int, metrics: Mapping[str, Any]) -> list[str]:
         """Merge the row into the step's row; the keys whose value changed."""
+        if not self._keys.issuperset(metrics):  # one C-level test; a new key is rare after the first rows
+            self._new_keys(metrics)
         changed = []
-        row, series, patterns = self._row, self._series, self._patterns
+        row, series = self._row, self._series
         for key, raw in metrics.items():
-            if patterns is not None and key not in patterns.seen and _as_value(raw) is not None:
-                self._first_value(key, patterns)
             target = series.get(key)
             if target is None:
                 continue  # no rule reads it
@@ -258,6 +289,16 @@ class Monitor:
             changed.append(key)
         return changed
 
+    def _new_keys(self, metrics: Mapping[str, Any]) -> None:
+        """The row's keys that have their first value in the run: remembered (for coverage), and
+        the pattern rules that match one started on it (before the row is merged)."""
+        for key in [k for k in metrics if k not in self._keys]:
+            if _as_value(metrics[key]) is None:
+                continue  # not a value (None, text): the key has not appeared yet
+            self._keys.add(key)
+            if self._patterns is not None:
+                self._first_value(key, self._patterns)
+
     def _first_value(self, key: str, patterns: PatternRules) -> None:
         """A key's first value in the run: start the pattern rules that match it (its series with them)."""
         runners = [self._runner(compiled, key) for compiled in patterns.first_value(key)]
@@ -269,16 +310,11 @@ class Monitor:
         self._place()
         self._index(self._step)
 
-    def _run(self, runner: RuleRunner, step: int) -> list[AlertEvent]:
-        if runner.disabled:
-            return []
-        try:
-            return runner.run_step(step, self._series)
-        except Exception as exc:  # one broken rule must not silence the others
-            runner.disabled = True
-            self.faults.append(Fault(runner.rule.name, step, f"{type(exc).__name__}: {exc}"))
-            self._index(self._step)
-            return []
+    def _fault(self, runner: RuleRunner, step: int, exc: Exception) -> None:
+        """A rule raised: switched off (its episodes so far kept) and reported once in `faults`."""
+        runner.disabled = True
+        self.faults.append(Fault(runner.rule.name, step, f"{type(exc).__name__}: {exc}"))
+        self._index(self._step)
 
     def _close_step(self) -> None:
         """The current step is over: aliases chosen at it are final, unchosen keys are dropped."""
