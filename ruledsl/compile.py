@@ -17,7 +17,7 @@ from typing import Any
 from ruledsl.lang import ast, configuration
 from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.lang.meaning import threshold_of
-from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.model.catalog import Catalog, builtin_catalog, trainer_catalog
 from ruledsl.model.rule import Rule, rule_from_inline
 
 
@@ -89,18 +89,26 @@ def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = 
     Disabled rules and rules for other trainers are left out; `trainer=None`
     (unknown) keeps every enabled rule (docs/language.md §8). Duplicate names are an error.
     Metric aliases resolve through `catalog` (default: the builtin metric catalog).
+
+    Trainer ids are exact (docs/language.md §8): a `trainer`, or an id in a rule's `trainers`,
+    that the catalog does not have is a ValueError with a did-you-mean (`"all"` is every
+    trainer's rules; a catalog that lists no trainers leaves the ids to the builtin one).
     """
     if isinstance(rules, RuleSet):
         return rules
     catalog = catalog if catalog is not None else builtin_catalog()
+    ids = trainer_catalog(catalog)
+    if trainer is not None:
+        ids.check_trainer(trainer)
     compiled: list[CompiledRule] = []
     seen: dict[str, Rule] = {}
     for item in rules:
-        rule = as_rule(item)
+        rule = as_rule(item, ids)
         if rule.name in seen:
             raise ValueError(f"two rules are named {rule.name!r} "
                              f"({seen[rule.name].origin or 'code'} and {rule.origin or 'code'})")
         seen[rule.name] = rule
+        _check_trainers(rule, ids)
         if not rule.enabled or not rule.applies_to(trainer):
             continue
         trainers = [trainer] if trainer else list(rule.trainers)
@@ -109,12 +117,21 @@ def compile_rules(rules: Iterable[RuleLike] | RuleSet, *, trainer: str | None = 
     return RuleSet(tuple(compiled), trainer)
 
 
-def as_rule(item: RuleLike) -> Rule:
-    """A Rule from a Rule, a rule file's mapping or an inline-alert string."""
+def _check_trainers(rule: Rule, catalog: Catalog) -> None:
+    """ValueError when one of the rule's trainer ids is not one of `catalog` (a rule that would never run)."""
+    for trainer in rule.trainers:
+        problem = catalog.unknown_trainer(trainer)
+        if problem is not None:
+            raise ValueError(f"rule {rule.name!r} ({rule.origin or 'code'}): trainers: {problem.message}")
+
+
+def as_rule(item: RuleLike, catalog: Catalog | None = None) -> Rule:
+    """A Rule from a Rule, a rule file's mapping or an inline-alert string (its trainer ids
+    checked against `catalog`, default the builtin one)."""
     if isinstance(item, Rule):
         return item
     if isinstance(item, str):
-        return rule_from_inline(item)
+        return rule_from_inline(item, catalog)
     if isinstance(item, Mapping):
         return Rule.from_dict(item, origin="code")
     raise TypeError(f"a rule must be a Rule, a mapping or an inline-alert string, not {type(item).__name__}")

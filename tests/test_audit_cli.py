@@ -1,17 +1,20 @@
 """`ruledsl audit` plumbing through the command (in-process, see cli_helpers): the trainer of
-each run, exit codes, JSON records, the streaming engine, and the progress line."""
+each run, exit codes, JSON records, the streaming engine, the progress line, the coverage
+(docs/language.md §4) and the usage errors that keep an audit from being silently empty."""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
-from cli_helpers import EXAMPLES, audit_json, ruledsl
-from log_writers import REAL_LOGS
-from ruledsl.alerts import RECORD_FIELDS
+from cli_helpers import ANY_LOSS, EXAMPLES, audit_json, ruledsl
+from log_writers import REAL_LOGS, write_jsonl
+from ruledsl.alerts import COVERAGE_FIELDS, RECORD_FIELDS
 from ruledsl.cli import progress as progress_module
+from ruledsl.model.rule import rule_from_inline
 
 
 def copy_example(run: str, target: Path) -> Path:
@@ -195,3 +198,177 @@ def test_malformed_config_options_are_usage_errors(tmp_path: Path):
         assert result.returncode == 2, (value, result.stderr)
         assert "error: --config: " in result.stderr and words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+# ---------------------------------------------------------------- coverage (docs/language.md §4)
+
+RULE_FILES = {
+    # a key no run logs
+    "spread.yaml": 'name: spread_low\ntrainers: [all]\nmetric: reward_spread\ncondition: "< 0.01"\n'
+                   'severity: medium\nmessage: "no spread"\n',
+    # a key one run logs
+    "aux.yaml": 'name: aux_high\ntrainers: [all]\nmetric: aux_loss\ncondition: "> 5"\n'
+                'severity: medium\nmessage: "aux {value}"\n',
+    # a configuration key no run has
+    "beta.yaml": 'name: loss_under_beta\ntrainers: [all]\ncondition: "loss < config.beta"\n'
+                 'severity: low\nmessage: "loss under beta"\n',
+    # a misspelled key (the runs log rewards/margins)
+    "margin.yaml": 'name: margin_negative\ntrainers: [all]\nmetric: rewards/margin\ncondition: "< 0"\n'
+                   'severity: high\nmessage: "margin {value}"\n',
+}
+MISSPELLED_ALERT = "all: los > 3 -> high: loss above 3"
+LOSS_SEEN = f"loss_seen={ANY_LOSS}"
+
+
+def coverage_archive(tmp_path: Path) -> tuple[Path, Path]:
+    """Three small runs (alpha and beta log loss and rewards/margins, gamma loss and aux_loss)
+    and a folder of RULE_FILES."""
+    archive = tmp_path / "archive"
+    for run, keys in [("alpha", {"loss": 0.7, "rewards/margins": 0.5}), ("beta", {"loss": 0.6, "rewards/margins": 0.2}),
+                      ("gamma", {"loss": 0.9, "aux_loss": 1.0})]:
+        write_jsonl(archive / f"{run}.jsonl", [(step, keys) for step in range(1, 7)])
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for name, text in RULE_FILES.items():
+        (rules / name).write_text(text)
+    return archive, rules
+
+
+def audit_coverage(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    archive, rules = coverage_archive(tmp_path)
+    return ruledsl("audit", str(archive), "--no-builtin", "--trainer", "sft", "--rules", str(rules),
+                   "--alert", MISSPELLED_ALERT, "--alert", LOSS_SEEN, *args)
+
+
+def expected_coverage() -> list[dict]:
+    misspelled = rule_from_inline(MISSPELLED_ALERT).name
+    found = []
+    for run in ("alpha", "beta", "gamma"):
+        entries = [
+            (misspelled, "no_key", "no value of los in the run; did you mean loss?"),
+            ("loss_under_beta", "config_unknown", "the run's configuration has no beta"),
+            ("margin_negative", "no_key", "no value of rewards/margin in the run"
+             + ("; did you mean rewards/margins?" if run != "gamma" else "")),
+            ("spread_low", "no_key", "no value of reward_spread in the run"),
+        ]
+        if run != "gamma":
+            entries.append(("aux_high", "no_key", "no value of aux_loss in the run"))
+        found += [{"run": run, "rule": rule, "metric": None, "reason": reason, "detail": detail}
+                  for rule, reason, detail in sorted(entries)]
+    return found
+
+
+def test_coverage_file_holds_the_rules_never_evaluated_on_each_run(tmp_path: Path):
+    target = tmp_path / "out" / "coverage.json"
+    target.parent.mkdir()
+    result = audit_coverage(tmp_path, "--coverage", str(target), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(target.read_text()) == expected_coverage()
+    assert all(tuple(r) == COVERAGE_FIELDS for r in expected_coverage())
+    assert f"coverage: 14 record(s) written to {target}" in result.stderr
+    assert [p.name for p in target.parent.iterdir()] == ["coverage.json"]  # no temporary file left
+    assert {r["rule"] for r in json.loads(result.stdout)} == {"loss_seen"}  # stdout: the records alone
+
+    streamed = tmp_path / "out" / "streamed.json"
+    assert audit_coverage(tmp_path / "s", "--coverage", str(streamed), "--streaming").returncode == 0
+    assert streamed.read_text() == target.read_text()
+
+    unwritable = audit_coverage(tmp_path / "u", "--coverage", str(tmp_path / "missing" / "coverage.json"))
+    assert unwritable.returncode == 2 and "cannot write the coverage to" in unwritable.stderr
+
+
+def test_table_ends_with_what_was_not_evaluated(tmp_path: Path):
+    result = audit_coverage(tmp_path)
+    assert result.returncode == 0, result.stderr
+    misspelled = rule_from_inline(MISSPELLED_ALERT).name
+    section = result.stdout.split("\nNot evaluated ")[1]
+    assert section.splitlines() == [
+        "(3 config_unknown, 11 no_key):",
+        "  loss_under_beta: config_unknown on 3 runs (alpha, beta, gamma): the run's configuration has no beta",
+        "  aux_high: no_key on 2 runs (alpha, beta): no value of aux_loss in the run",
+        f"  {misspelled}: no_key on 3 runs (alpha, beta, gamma): no value of los in the run; did you mean loss?",
+        "  margin_negative: no_key on 2 runs (alpha, beta): no value of rewards/margin in the run; "
+        "did you mean rewards/margins?",
+        "  margin_negative: no_key on run gamma: no value of rewards/margin in the run",
+        "  spread_low: no_key on 3 runs (alpha, beta, gamma): no value of reward_spread in the run",
+    ]
+
+
+def test_rules_that_do_not_apply_are_shown_apart_and_never_fail(tmp_path: Path):
+    archive, rules = coverage_archive(tmp_path)
+    (tmp_path / "when").mkdir()
+    (tmp_path / "when" / "vllm.yaml").write_text(
+        'name: vllm_loss\ntrainers: [all]\nmetric: loss\ncondition: "> 100"\nwhen: "config.use_vllm == true"\n'
+        'severity: low\nmessage: "x"\n')
+    result = ruledsl("audit", str(archive), "--no-builtin", "--trainer", "sft", "--rules", str(tmp_path / "when"),
+                     "--config", "use_vllm=false", "--strict-coverage")
+    assert result.returncode == 0, result.stderr
+    assert "Not evaluated" not in result.stdout
+    assert result.stdout.endswith("\nDoes not apply (3 when_false: `when` is false):\n"
+                                  "  vllm_loss: on 3 runs (alpha, beta, gamma): when: config.use_vllm == true "
+                                  "is false on this run\n")
+
+
+def test_strict_coverage_fails_on_rules_never_evaluated_and_fail_on_ignores_them(tmp_path: Path):
+    assert audit_coverage(tmp_path, "--fail-on", "high").returncode == 0  # loss_seen is low; no alert is high
+    strict = audit_coverage(tmp_path / "strict", "--strict-coverage")
+    assert strict.returncode == 1
+    assert "--strict-coverage: 5 rule(s) never evaluated on 3 run(s) (3 config_unknown, 11 no_key)" in strict.stderr
+    archive, _ = coverage_archive(tmp_path / "clean")
+    clean = ruledsl("audit", str(archive), "--no-builtin", "--alert", LOSS_SEEN, "--strict-coverage")
+    assert clean.returncode == 0 and "Not evaluated" not in clean.stdout
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error_unless_allowed(tmp_path: Path):
+    missing = tmp_path / "runz"
+    result = ruledsl("audit", str(EXAMPLES / "dpo_healthy"), str(missing), "--fail-on", "high")
+    assert result.returncode == 2 and f"error: {missing}: no such file or directory" in result.stderr
+    assert result.stdout == ""
+    allowed = ruledsl("audit", str(EXAMPLES / "dpo_healthy"), str(missing), "--fail-on", "high", "--allow-missing")
+    assert allowed.returncode == 0 and f"warning: {missing}: no such file or directory" in allowed.stderr
+
+
+def test_rules_paths_without_a_rule_file_are_usage_errors(tmp_path: Path):
+    archive, _ = coverage_archive(tmp_path)
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "empty", archive):  # an empty folder, a folder of logs
+        result = ruledsl("audit", str(archive), "--rules", str(path))
+        assert result.returncode == 2, result.stderr
+        assert f"error: --rules {path}: no rule file (*.yaml, *.yml) found in it" in result.stderr
+    result = ruledsl("audit", str(archive), "--rules", str(tmp_path / "nope"))
+    assert result.returncode == 2 and f"--rules {tmp_path / 'nope'}: no such file or directory" in result.stderr
+
+
+def test_misspelled_metric_on_an_example_run_says_what_it_meant(tmp_path: Path):
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "margin.yaml").write_text(RULE_FILES["margin.yaml"])
+    coverage = tmp_path / "coverage.json"
+    result = ruledsl("audit", str(EXAMPLES / "dpo_stuck"), "--no-builtin", "--rules", str(tmp_path / "rules"),
+                     "--alert", MISSPELLED_ALERT, "--coverage", str(coverage))
+    assert result.returncode == 0, result.stderr
+    assert "Audited 1 run(s) with 2 rule(s)" in result.stdout and "No alerts." in result.stdout
+    assert {(r["rule"], r["reason"], r["detail"]) for r in json.loads(coverage.read_text())} == {
+        ("margin_negative", "no_key", "no value of rewards/margin in the run; did you mean rewards/margins?"),
+        (rule_from_inline(MISSPELLED_ALERT).name, "no_key", "no value of los in the run; did you mean loss?")}
+
+
+def test_named_alerts_name_their_records(tmp_path: Path):
+    records, _ = audit_json(str(EXAMPLES / "dpo_stuck"), "--no-builtin", "--alert", LOSS_SEEN,
+                            "--alert", "all: loss == 0.5 -> low: a plain one with == and a=b in it")
+    assert {r["rule"] for r in records} == {"loss_seen"}
+    assert all(r["message"] == "loss seen" for r in records)
+    for alerts, words in [
+        ([LOSS_SEEN, "loss_seen=all: loss > 1 -> low: again"], "the rule name 'loss_seen' is already used by --alert"),
+        (["dpo_loss_stuck_ln2=all: loss > 1 -> low: x"], "the rule name 'dpo_loss_stuck_ln2' is already used by a "
+                                                         "loaded rule"),
+        (["Loss-Seen=all: loss > 1 -> low: x"], "'Loss-Seen' before '=' is not a rule name"),
+    ]:
+        result = ruledsl("audit", str(EXAMPLES / "dpo_stuck"), *(a for text in alerts for a in ("--alert", text)))
+        assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_unknown_trainer_is_a_usage_error_with_a_suggestion():
+    for given in ("dop", "DPO"):
+        result = ruledsl("audit", str(EXAMPLES / "dpo_healthy"), "--trainer", given)
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"error: --trainer: '{given}' is not a TRL trainer id; did you mean 'dpo'?" in result.stderr

@@ -305,6 +305,68 @@ def test_table_shows_control_characters_escaped(hostile_run: Path):
     assert "\x1b" not in result.stdout and "clear\\x1b[2Jscreen" in result.stdout
 
 
+# ---------------------------------------------------------------- coverage (docs/language.md §4)
+
+
+def coverage_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """Two runs that log a loss and no kl, and two rules: one on kl, one whose `when` is false."""
+    (tmp_path / "logs").mkdir(parents=True)
+    for run in ("first", "second"):
+        (tmp_path / "logs" / f"{run}.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in range(1, 5)))
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "kl.yaml").write_text(
+        'name: kl_high\ntrainers: [all]\nmetric: kl_value\ncondition: "> 5"\nseverity: medium\nmessage: "kl"\n')
+    (tmp_path / "rules" / "vllm.yaml").write_text(
+        'name: vllm_loss\ntrainers: [all]\nmetric: loss\ncondition: "> 100"\nwhen: "config.use_vllm == true"\n'
+        'severity: low\nmessage: "x"\n')
+    return tmp_path / "logs", tmp_path / "rules"
+
+
+def coverage_report(tmp_path: Path, fmt: str, *args: str) -> str:
+    logs, rules = coverage_runs(tmp_path)
+    result = ruledsl("audit", str(logs), "--no-builtin", "--trainer", "sft", "--rules", str(rules),
+                     "--config", "use_vllm=false", "--format", fmt, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_markdown_lists_per_run_the_rules_not_evaluated(tmp_path: Path):
+    text = coverage_report(tmp_path, "markdown", "--alert", "fired=all: loss > 0 -> low: loss seen")
+    assert "\n## Alerts\n" in text  # the report's layout is kept: its sections, then this one
+    section = text.split("\n## Not evaluated\n")[1]
+    for run in ("first", "second"):
+        part = section.split(f"### Run {run}\n")[1].split("###")[0]
+        assert part.strip().splitlines() == [
+            "- **kl\\_high**: `no_key` — no value of kl\\_value in the run",
+            "- does not apply: **vllm\\_loss**: when: config.use\\_vllm == true is false on this run"]
+    no_alerts = coverage_report(tmp_path / "quiet", "markdown")
+    assert "No alerts." in no_alerts and "### Run first" in no_alerts.split("## Not evaluated")[1]
+
+
+def test_html_lists_per_run_the_rules_not_evaluated(tmp_path: Path):
+    text = coverage_report(tmp_path, "html")
+    assert "<p>No alerts.</p>" in text and '<h2 id="not-evaluated">Not evaluated</h2>' in text
+    blocks = re.findall(r'<div class="coverage" data-run="([^"]*)">(.*?)</div>', text)
+    assert [run for run, _ in blocks] == ["first", "second"]
+    for run, block in blocks:
+        assert f"<h3>Run {run}</h3>" in block
+        items = re.findall(r'<li data-reason="([a-z_]+)">(.*?)</li>', block)
+        assert items == [("no_key", '<code>kl_high</code>: <span class="reason">no_key</span> — '
+                                    "no value of kl_value in the run"),
+                         ("when_false", "does not apply: <code>vllm_loss</code>: when: config.use_vllm == true "
+                                        "is false on this run")]
+    page = parse_html(text)  # well-formed, and the other sections as they were
+    assert page.charts == [] and "Summary" in "".join(page.text)
+
+
+def test_examples_report_their_coverage():
+    assert "\nNot evaluated (2 no_key):\n  grpo_kl_high: no_key on run grpo_is_collapse: " \
+        in examples_report("table")
+    assert "### Run grpo\\_is\\_collapse" in examples_report("markdown").split("## Not evaluated")[1]
+    assert '<div class="coverage" data-run="grpo_is_collapse">' in examples_report("html")
+
+
 # ---------------------------------------------------------------- size, empty, format choice
 
 

@@ -115,8 +115,12 @@ def test_the_builtin_library_s_loading_path_names_the_same_fields(case, tmp_path
     """`check_schema=False`, as the builtin library loads: the rule model alone, placed in the file."""
     path = tmp_path / "rule.yaml"
     path.write_text(yaml.safe_dump(mapping_of(case), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    problems = read_rule_file(path, check_schema=False).problems
-    assert {p.diagnostic.field for p in problems} == expected_fields(case)[1]
+    # the shape of the file, not whether the catalog knows a trainer (E020, tested in test_trainer_ids.py)
+    # (a malformed id such as DPO is reported once, as E020 with its did-you-mean)
+    expected = expected_fields(case)[1]
+    problems = [p for p in read_rule_file(path, check_schema=False).problems
+                if p.diagnostic.code != "E020" or "trainers" in expected]
+    assert {p.diagnostic.field for p in problems} == expected
     assert all(p.diagnostic.span is not None for p in problems)
 
 

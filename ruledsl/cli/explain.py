@@ -11,6 +11,7 @@ import yaml
 from ruledsl.authoring.explain import compiled_plan, meaning, resolved_keys
 from ruledsl.cli.app import app, fail
 from ruledsl.lang.errors import RuleSyntaxError
+from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
 from ruledsl.model.rule import Rule, rule_from_inline
 
@@ -19,8 +20,9 @@ from ruledsl.model.rule import Rule, rule_from_inline
 def explain(
     rule_or_file: str = typer.Argument(..., help="A builtin rule's name, a rule file, or an inline alert "
                                        "(\"grpo: importance_sampling_ratio < 0.5 -> high: collapsed\")."),
-    trainer: str | None = typer.Option(None, "--trainer", help="Compile for this trainer (default: the "
-                                          "rule's first trainer)."),
+    trainer: str | None = typer.Option(None, "--trainer", help="Compile for this trainer id (default: the "
+                                          "rule's first trainer); a trainer the rule does not apply to is "
+                                          "said so."),
     no_plan: bool = typer.Option(False, "--no-plan", help="Leave out the compiled polars query."),
 ) -> None:
     """Show what a rule means, which log keys it reads, and the polars query it compiles to.
@@ -31,6 +33,10 @@ def explain(
       ruledsl explain rules/grpo/grpo_is_ratio_collapse.yaml
       ruledsl explain "dpo: loss > 0.6 for 3 steps -> low: still high"
     """
+    if trainer is not None:
+        problem = builtin_catalog().unknown_trainer(trainer)
+        if problem is not None:
+            fail(f"--trainer: {problem.message}")
     rule = _find(rule_or_file)
     lines = [f"rule {rule.name}  [{rule.severity}]  trainers: {', '.join(rule.trainers)}",
              f"  condition: {rule.condition.text}" + (f"   (metric: {rule.metric}, window: {rule.window})"
@@ -42,10 +48,20 @@ def explain(
     for trainer_id, per_metric in resolved_keys(rule).items():
         shown = "; ".join(f"{m} → {', '.join(keys)}" for m, keys in per_metric.items())
         lines.append(f"  {trainer_id:<24} {shown}")
-    if not no_plan:
+    if trainer is not None and not rule.applies_to(trainer):
+        lines += ["", _not_applied(rule, trainer)]
+    elif not no_plan:
         target = trainer or (None if rule.applies_to_all else rule.trainers[0])
         lines += ["", f"Compiled polars query (trainer {target or 'unknown'}):", compiled_plan(rule, target)]
     typer.echo("\n".join(lines))
+
+
+def _not_applied(rule: Rule, trainer: str) -> str:
+    """Why there is no query for `trainer`: the rule never runs on its runs."""
+    trainers = ", ".join(rule.trainers)
+    why = f"it is a rule of {trainers} only, not one for every trainer" if trainer in ("all", "common") \
+        else f"it runs for {trainers} only, never on a {trainer} run"
+    return f"Rule {rule.name} does not apply to trainer {trainer}: {why}. No query is compiled for it."
 
 
 def _find(text: str) -> Rule:

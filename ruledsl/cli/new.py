@@ -12,6 +12,7 @@ from ruledsl.alerts import SEVERITIES
 from ruledsl.authoring.scaffold import scaffold
 from ruledsl.cli.app import app, fail
 from ruledsl.lang.errors import RuleValidationError
+from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.loader import read_rule_file
 from ruledsl.model.rule import Rule
 from ruledsl.resources import data_dir
@@ -20,7 +21,8 @@ from ruledsl.resources import data_dir
 @app.command()
 def new(
     name: str = typer.Argument(..., help="The rule name: lower case letters, digits and _."),
-    trainer: list[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all."),
+    trainer: list[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all "
+                                      "(common is the same)."),
     condition: str = typer.Option(..., "--condition", "-c", help="e.g. \"< 0.5\", \"drop(50%)\", "
                                   "\"mean(loss, 20) > 2 * baseline(loss, 20)\"."),
     metric: str | None = typer.Option(None, "--metric", "-m", help="The log key or alias a shorthand "
@@ -30,7 +32,8 @@ def new(
                                           "Default: a plain sentence naming the rule."),
     window: int = typer.Option(1, "--window", "-w", min=1, help="Smoothing window of a shorthand condition."),
     rules_dir: Path = typer.Option(Path("rules"), "--dir", help="The rule directory; the file goes to "
-                                   "DIR/<first trainer>/NAME.yaml."),
+                                   "DIR/<first trainer>/NAME.yaml, or DIR/common/NAME.yaml for a rule of "
+                                   "every trainer (-t all), as in the builtin library."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a new rule file with a schema line for editors and test cases that pass.
@@ -43,6 +46,10 @@ def new(
     Example:
       ruledsl new grpo_reward_flat -t grpo -m reward -c "flat(0.001)" -w 10 -s high
     """
+    for trainer_id in trainer:  # exact ids (docs/language.md §8): `gpro` would write a rule that never runs
+        unknown = builtin_catalog().unknown_trainer(trainer_id)
+        if unknown is not None:
+            fail(f"--trainer: {unknown.message}")
     fields: dict[str, Any] = {"name": name, "trainers": trainer, "condition": condition, "severity": severity,
               "message": message or _default_message(name, metric)}
     if metric is not None:

@@ -48,7 +48,7 @@ from ruledsl.integrations.diagnostics_files import DiagnosticsFiles, rules_kept
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
 from ruledsl.lang.errors import RuleSyntaxError
-from ruledsl.model.catalog import Catalog, builtin_catalog
+from ruledsl.model.catalog import Catalog, trainer_catalog
 from ruledsl.model.config import RunConfig, normalize
 from ruledsl.model.loader import load_rules
 from ruledsl.model.rule import NAME_PATTERN, Rule, rule_from_inline
@@ -77,7 +77,7 @@ class DiagnosticsCallback(TrainerCallback):
                  trackers: bool = True, console: bool = True):
         if stop_on is not None and stop_on not in SEVERITIES:
             raise ValueError(f"stop_on takes one of {', '.join(SEVERITIES)} or None, not {stop_on!r}")
-        ids = _trainer_ids(catalog)
+        ids = trainer_catalog(catalog)
         if trainer is not None:
             if not isinstance(trainer, str):
                 raise TypeError(f"trainer takes a trainer id (text), not {type(trainer).__name__}")
@@ -322,11 +322,6 @@ class _Collected:
     not_kept: list[str]  # the names of rules given in code that no mapping describes (a Template of your own…)
 
 
-def _trainer_ids(catalog: Catalog | None) -> Catalog:
-    """The catalog whose trainer ids `trainer=` and the inline alerts are checked against."""
-    return catalog if catalog is not None and catalog.trainer_ids else builtin_catalog()
-
-
 def _rule_paths(rules_dir) -> list[Path]:
     dirs = [rules_dir] if isinstance(rules_dir, (str, Path)) else list(rules_dir or [])
     return [Path(d).expanduser().resolve() for d in dirs]
@@ -382,7 +377,7 @@ def _add_inline(collected: _Collected, text: Any, name: str | None, label: str, 
     if not isinstance(text, str):
         raise TypeError(f"{label}: an inline alert is text, not {type(text).__name__}")
     try:
-        rule = rule_from_inline(text)
+        rule = rule_from_inline(text, catalog=ids)
     except RuleSyntaxError as exc:  # the same error (line, column, caret), naming the alert
         d = exc.diagnostic
         raise RuleSyntaxError(dataclasses.replace(d, message=f"{label}: {d.message}"), exc.source,

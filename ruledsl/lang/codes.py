@@ -34,8 +34,9 @@ _TABLE = [
          "first one would be lost without a word."),
     Code("E010", "schema violation", "The file does not match schemas/rule.schema.json: a required field is "
          "missing, a field is unknown (extension keys start with `x-`), or a value has the wrong type or range."),
-    Code("E020", "unknown trainer", "A trainer id in `trainers` is not one TRL has (docs/language.md §8): the "
-         "rule would never run for the trainer you meant. Use TRL's module name (`grpo`, `dpo`, `sft`, …) or `all`."),
+    Code("E020", "unknown trainer", "A trainer id (in `trainers` or an inline alert's prefix) is not one TRL "
+         "has (docs/language.md §8): the rule would never run for the trainer you meant. Use TRL's module name "
+         "(`grpo`, `dpo`, `sft`, …) or `all`."),
     Code("E101", "condition syntax", "The condition cannot be read at this place: the message names what was "
          "expected and what was found."),
     Code("E102", "unknown function", "A function that the language does not have; the known ones are "

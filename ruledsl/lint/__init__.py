@@ -35,7 +35,7 @@ def lint(paths: Iterable[Path | str], *, catalog: Catalog | None = None, against
          run_tests: bool = True) -> LintReport:
     """Lint the rule files under `paths`; `against_builtin` also reports names the builtin library uses."""
     context = LintContext(catalog if catalog is not None else builtin_catalog(), run_tests)
-    report = LintReport(files=[read_rule_file(path) for path in discover(paths)])
+    report = LintReport(files=[read_rule_file(path, catalog=context.catalog) for path in discover(paths)])
     for rule_file in report.files:
         report.problems.extend(rule_file.problems)
         loaded = LoadedRule.of(rule_file)

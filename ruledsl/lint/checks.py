@@ -3,11 +3,12 @@
 A check sees a rule file that loaded cleanly (its `Rule` and its YAML with
 positions) and yields diagnostics placed in the file. Checks never raise for a
 problem in the rule; they report it. Codes and their meaning: ruledsl/lang/codes.py.
+An unknown trainer id (E020) is the loader's problem, not a check's: every path that
+loads a rule file reports it (ruledsl/model/loader.py), and such a file never loads.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -15,9 +16,9 @@ from ruledsl.authoring.rule_tests import run_rule_tests
 from ruledsl.lang import ast, meaning
 from ruledsl.lang.errors import Diagnostic, Span
 from ruledsl.lang.meaning import threshold_of
-from ruledsl.model.catalog import ANY_TRAINER, Catalog
+from ruledsl.model.catalog import Catalog
 from ruledsl.model.loader import RuleFile
-from ruledsl.model.rule import TRAINER_SYNONYMS, Rule
+from ruledsl.model.rule import Rule
 from ruledsl.model.yaml_source import YamlDocument
 
 
@@ -52,19 +53,6 @@ def check(function: Check) -> Check:
 
 def _in_condition(rule_file: LoadedRule, span: Span) -> Span:
     return rule_file.document.span_in_string(("condition",), span)
-
-
-@check
-def unknown_trainers(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
-    written = rule_file.document.data.get("trainers") or []
-    known = context.catalog.trainer_ids
-    for index, trainer in enumerate(written if isinstance(written, list) else [written]):
-        if TRAINER_SYNONYMS.get(trainer, trainer) == ANY_TRAINER or trainer in known:
-            continue
-        close = _closest(trainer, sorted(known))
-        hint = f"did you mean '{close}'?" if close else "use TRL's module name of the trainer, or all"
-        yield Diagnostic("E020", f"'{trainer}' is not a TRL trainer id", rule_file.document.span_of(
-            ("trainers", index)), hint=hint, field="trainers")
 
 
 @check
@@ -170,7 +158,3 @@ def failing_tests(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagn
             yield Diagnostic("E401", f"test case '{result.name}' fails: {'; '.join(result.failures)}", span,
                              field="tests", hint="run `ruledsl test` on this file for details")
 
-
-def _closest(word: str, candidates: list[str]) -> str | None:
-    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return matches[0] if matches else None

@@ -33,9 +33,13 @@ class UnknownTrainer:
     suggestion: str | None
 
     @property
+    def statement(self) -> str:
+        """The problem without its did-you-mean (a diagnostic's message, the hint beside it)."""
+        return f"'{self.given}' is not a TRL trainer id"
+
+    @property
     def message(self) -> str:
-        return f"'{self.given}' is not a TRL trainer id" + (f"; did you mean '{self.suggestion}'?"
-                                                            if self.suggestion else "")
+        return self.statement + (f"; did you mean '{self.suggestion}'?" if self.suggestion else "")
 
     @property
     def hint(self) -> str:
@@ -164,3 +168,9 @@ CATALOG_FILE = "metric_catalog.yaml"
 def builtin_catalog() -> Catalog:
     """The catalog shipped with ruledsl (schemas/metric_catalog.yaml)."""
     return Catalog.load(data_dir("schemas") / CATALOG_FILE)
+
+
+def trainer_catalog(catalog: Catalog | None) -> Catalog:
+    """The catalog whose trainers a trainer id is checked against: `catalog`, unless it is None or
+    lists no trainer (a catalog of aliases only), then the builtin one."""
+    return catalog if catalog is not None and catalog.trainer_ids else builtin_catalog()

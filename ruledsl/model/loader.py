@@ -5,22 +5,29 @@ builtin library (`rules/<trainer>/`) is one such directory. Each file goes
 safe YAML (with positions) → JSON Schema → the rule model, and every problem
 is placed at its line and column in the file. Nothing is dropped silently: a
 file that cannot be read or a rule that does not validate makes `load_rules`
-raise `RuleLoadError` listing every problem in every file.
+raise `RuleLoadError` listing every problem in every file. A trainer id the
+metric catalog does not have is such a problem (E020, docs/language.md §8), wherever
+the file is loaded: `audit --rules`, the callback's `rules_dir`, `ruledsl test`, lint.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ruledsl.lang.errors import Diagnostic, RuleValidationError
-from ruledsl.model.rule import ALL_TRAINERS, Rule
+from ruledsl.model.catalog import Catalog, builtin_catalog, trainer_catalog
+from ruledsl.model.rule import ALL_TRAINERS, Rule, trainer_item
 from ruledsl.model.schema import schema_problems
 from ruledsl.model.yaml_source import YamlDocument, YamlError, read_yaml
 from ruledsl.resources import data_dir
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# A `trainers` item written as an id (any case): one the catalog lacks is E020, with a did-you-mean.
+# Other text (`*`, `grpo ppo`) keeps the rule model's and the schema's words about its shape.
+TRAINER_WORD = re.compile(r"[A-Za-z0-9_]+\Z")
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,13 @@ def discover(paths: Iterable[Path | str]) -> list[Path]:
     return list(found)
 
 
-def read_rule_file(path: Path, *, check_schema: bool = True) -> RuleFile:
+def read_rule_file(path: Path, *, check_schema: bool = True, catalog: Catalog | None = None) -> RuleFile:
     """Read, schema-check and build one rule file; problems are collected, never raised.
 
     `check_schema=False` leaves the JSON Schema out (the rule model alone checks the
     fields; a test keeps the two in agreement): what the builtin library, linted
     against the schema in CI, is loaded with, so a training process never loads jsonschema.
+    The ids in `trainers` are checked against `catalog` (default: the builtin metric catalog).
     """
     rule_file = RuleFile(Path(path))
     try:
@@ -109,15 +117,20 @@ def read_rule_file(path: Path, *, check_schema: bool = True) -> RuleFile:
     except YamlError as exc:
         rule_file.problem(exc.diagnostic)
         return rule_file
-    _build_rule(rule_file, rule_file.document, check_schema)
+    _build_rule(rule_file, rule_file.document, check_schema, catalog)
     return rule_file
 
 
-def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool) -> None:
+def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool, catalog: Catalog | None) -> None:
     for diagnostic in document.duplicate_keys:
         rule_file.problem(diagnostic)
-    schema_diagnostics = schema_problems(document) if check_schema else []
+    unknown = unknown_trainers(document, trainer_catalog(catalog))
+    # An unknown id's E020 says more than "does not match the pattern" about the same item (`DPO`).
+    replaced = {document.span_of(("trainers", index)) for index in unknown}
+    schema_diagnostics = [d for d in schema_problems(document) if d.span not in replaced] if check_schema else []
     for diagnostic in schema_diagnostics:
+        rule_file.problem(diagnostic)
+    for diagnostic in unknown.values():
         rule_file.problem(diagnostic)
     if not isinstance(document.data, dict):
         if not check_schema:  # the schema would have said it: never a file skipped without a word
@@ -130,11 +143,30 @@ def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool)
     except RuleValidationError as exc:
         # The schema already spoke about a field it rejected; the rule model adds what it cannot see.
         reported = {d.field for d in schema_diagnostics}
+        said = tuple(f"{trainer_item(index)}:" for index in unknown)
         for diagnostic in exc.diagnostics:
+            if diagnostic.field == "trainers" and said and diagnostic.message.startswith(said):
+                continue  # the item's E020 says it
             if diagnostic.field not in reported or diagnostic.field is None:
                 rule_file.problem(_placed(diagnostic, document))
     if rule_file.problems:
         rule_file.rule = None
+
+
+def unknown_trainers(document: YamlDocument, catalog: Catalog) -> dict[int, Diagnostic]:
+    """E020 for each item of the file's `trainers` list that is not a trainer id of `catalog`
+    (nor `all`/`common`), at the item, with the catalog's did-you-mean; by the item's index."""
+    data = document.data
+    written = data.get("trainers") if isinstance(data, dict) else None
+    if not isinstance(written, list):
+        return {}
+    found = {}
+    for index, item in enumerate(written):
+        problem = catalog.unknown_trainer(item) if isinstance(item, str) and TRAINER_WORD.match(item) else None
+        if problem is not None:
+            found[index] = Diagnostic("E020", problem.statement, document.span_of(("trainers", index)),
+                                      hint=problem.hint, field="trainers")
+    return found
 
 
 def _placed(diagnostic: Diagnostic, document: YamlDocument) -> Diagnostic:
@@ -152,8 +184,11 @@ def load_rules(paths: Iterable[Path | str] | None = None, trainer: str | None = 
     """The enabled rules of the builtin library and/or `paths`, for `trainer`.
 
     `trainer=None` keeps every rule (an unknown trainer runs them all, docs/language.md §8);
-    `"all"`/`"common"` keeps only the rules for every trainer.
+    `"all"`/`"common"` keeps only the rules for every trainer. Any other `trainer` must be a
+    trainer id of the metric catalog, exactly: otherwise ValueError, with a did-you-mean.
     """
+    if trainer is not None:
+        builtin_catalog().check_trainer(trainer)
     sources = ([builtin_rules_dir()] if include_builtin else []) + list(paths or [])
     rules: list[Rule] = []
     problems: list[FileProblem] = []

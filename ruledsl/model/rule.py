@@ -22,10 +22,11 @@ from typing import Any
 
 from ruledsl.alerts import SEVERITIES
 from ruledsl.lang import ast
-from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError
+from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError, Span
 from ruledsl.lang.meaning import MAX_STEPS, MAX_WINDOW
 from ruledsl.lang.read import parse_condition, parse_when, read_inline_alert
 from ruledsl.lang.templates import Template, parse_template
+from ruledsl.model.catalog import Catalog, trainer_catalog
 
 # The schema's patterns, verbatim (a test compares them): `(?!\n)` keeps Python's `$`, which also
 # matches before a final newline, to the end of the text as in the editors' (ECMA) regexes.
@@ -258,7 +259,7 @@ class _RuleReader:
         trainers = []
         for index, item in enumerate(value):
             if not isinstance(item, str) or not TRAINER_PATTERN.search(item):
-                self.problem("trainers", f"trainers[{index}]: {_shown(item)} is not a trainer id",
+                self.problem("trainers", f"{trainer_item(index)}: {_shown(item)} is not a trainer id",
                              hint=_trainer_hint(item))
                 continue
             trainers.append(TRAINER_SYNONYMS.get(item, item))
@@ -349,6 +350,11 @@ def _quote_hint(key: str | None, value: Any) -> str | None:
         return None
     quoted = f'"{str(value).lower() if isinstance(value, bool) else value}"'
     return f"quote it in YAML, e.g. {key}: {quoted}" if key else f"quote it in YAML: {quoted}"
+
+
+def trainer_item(index: int) -> str:
+    """How a problem names the index-th item of `trainers` (its message starts with this and a colon)."""
+    return f"trainers[{index}]"
 
 
 def _trainer_hint_id(text: str) -> str:
@@ -455,9 +461,15 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def rule_from_inline(text: str) -> Rule:
-    """The `Rule` an inline alert describes (docs/language.md §6)."""
+def rule_from_inline(text: str, catalog: Catalog | None = None) -> Rule:
+    """The `Rule` an inline alert describes (docs/language.md §6).
+
+    Its trainer ids are checked against `catalog` (default: the builtin metric catalog;
+    docs/language.md §8): one it does not have, in any case, is RuleSyntaxError E020 at the
+    id, with a did-you-mean. The wildcards are `*` and `all` (`common` is the rule files').
+    """
     alert = read_inline_alert(text)
+    _check_inline_trainers(text, trainer_catalog(catalog))
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
     stem = re.sub(r"[^a-z0-9]+", "_", (alert.metric or "expr").lower()).strip("_") or "expr"
     name = f"inline_{stem[:40]}_{digest}"
@@ -466,3 +478,26 @@ def rule_from_inline(text: str) -> Rule:
         message=alert.message, metric=alert.metric, window=1,
         sustain=alert.condition.sustain or 1, origin="inline",
     )
+
+
+# The trainer list ends at the first `:` (the grammar's `TRAINER` and `*` hold none); ids are words.
+_INLINE_TRAINERS = re.compile(r"[A-Za-z0-9_]+|\*")
+INLINE_WILDCARDS = ("*", ALL_TRAINERS)
+
+
+def _check_inline_trainers(text: str, catalog: Catalog) -> None:
+    """RuleSyntaxError E020 at the first trainer id of a parsed inline alert that `catalog` lacks."""
+    for found in _INLINE_TRAINERS.finditer(text, 0, text.index(":")):
+        trainer = found.group()
+        if trainer in INLINE_WILDCARDS:
+            continue
+        if trainer == "common":  # a rule file's wildcard only
+            message, hint = "'common' is not a wildcard of inline alerts", \
+                "every trainer is `*` or `all` in an inline alert (`common` is for rule files)"
+        else:
+            problem = catalog.unknown_trainer(trainer)
+            if problem is None:
+                continue
+            message, hint = problem.statement, problem.hint
+        span = Span.at(text, found.start(), len(trainer))
+        raise RuleSyntaxError(Diagnostic("E020", message, span, hint), text)

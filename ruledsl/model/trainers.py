@@ -72,6 +72,9 @@ def from_metadata(path: Path) -> tuple[str | None, str | None]:
         return None, None
     if not isinstance(trainer, str) or not trainer.strip():
         return None, f"'trainer' should be a trainer id, not {trainer!r}; ignored"
+    unknown = builtin_catalog().unknown_trainer(normalize(trainer))
+    if unknown is not None:  # docs/language.md §8: the run's trainer is unknown, with a warning
+        return None, f"{path}: {unknown.message}; the run's trainer is unknown"
     return normalize(trainer), None
 
 

@@ -1,4 +1,4 @@
-"""What a report needs besides the alert records: the audited logs and the rules.
+"""What a report needs besides the alert records: the audited logs, the rules and the coverage.
 
 `ReportContext` is handed to every renderer. The plotting formats (markdown,
 html) turn it into `Panel`s: one per alerted (run, metric key), carrying that
@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.compile import CompiledRule, compile_rules
 from ruledsl.engines.batch.frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
 from ruledsl.lang import ast
@@ -28,6 +29,8 @@ class ReportContext:
     trainer: str | None = None
     terminal: bool = False  # the report goes to a terminal: icons (and colour unless NO_COLOR)
     max_charts: int = 100  # charts in a markdown or html report, the most severe alerts first
+    # the rules never evaluated on a run, and why (docs/language.md §4): the "not evaluated" sections
+    coverage: Sequence[CoverageRecord] = ()
 
     @property
     def n_rules(self) -> int:

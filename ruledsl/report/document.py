@@ -2,12 +2,13 @@
 
 A report has a headline (runs, rules, trainer), episode counts per severity,
 the table of alert records, one chart per alerted (run, metric) with the
-alerts it shows, and the rules that fired with their descriptions.
+alerts it shows, the rules that fired with their descriptions, and per run the
+rules never evaluated there (docs/language.md §4).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -16,6 +17,7 @@ from ruledsl.alerts import severity_rank
 from ruledsl.model.rule import Rule
 from ruledsl.report.charts import line_chart
 from ruledsl.report.context import ReportContext, panels, window_mean
+from ruledsl.report.coverage import RunCoverage, by_run
 from ruledsl.report.records import plain_record, plain_records
 from ruledsl.report.table import headline, severity_counts
 
@@ -36,6 +38,7 @@ class Document:
     charts: list[Chart]
     fired: list[Rule]  # the rules with at least one alert, in order of first appearance
     uncharted: int = 0  # alerted (run, metric) pairs left without a chart by the cap
+    coverage: list[RunCoverage] = field(default_factory=list)  # per run, the rules never evaluated there
 
 
 def build(records: pl.DataFrame, context: ReportContext) -> Document:
@@ -44,7 +47,8 @@ def build(records: pl.DataFrame, context: ReportContext) -> Document:
     found = panels(records, context)
     kept = charted(found, context.max_charts)
     return Document(headline(context), severity_counts(records), plain_records(records),
-                    [_chart(p) for p in kept], fired, uncharted=len(found) - len(kept))
+                    [_chart(p) for p in kept], fired, uncharted=len(found) - len(kept),
+                    coverage=by_run(context.coverage))
 
 
 def charted(found: list, limit: int) -> list:
@@ -56,6 +60,11 @@ def charted(found: list, limit: int) -> list:
     worst = [max(severity_rank(r["severity"]) for r in panel.records) for panel in found]
     chosen = sorted(range(len(found)), key=lambda j: (-worst[j], j))[:limit]
     return [found[j] for j in sorted(chosen)]
+
+
+COVERAGE_INTRO = ("Rules that could never fire on a run, and why (docs/language.md §4): no key of their "
+                  "metric logged, a configuration key missing, metrics never logged at one step, or too "
+                  "few values. Rules whose when condition is false do not apply to the run and are listed apart.")
 
 
 def uncharted_text(doc: Document) -> str:

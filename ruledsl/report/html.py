@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.report.charts import SEVERITY_COLOURS, escape
-from ruledsl.report.document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
+from ruledsl.report.document import (
+    COVERAGE_INTRO,
+    Chart,
+    Document,
+    condition_text,
+    run_heading,
+    steps_text,
+    uncharted_text,
+    value_text,
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }
@@ -30,6 +40,7 @@ def to_html(doc: Document) -> str:
         parts += _rules(doc)
     else:
         parts.append("<p>No alerts.</p>")
+    parts += _coverage(doc)
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"
 
@@ -89,6 +100,25 @@ def _rules(doc: Document) -> list[str]:
         out += [f"<dd>reference: {escape(ref)}</dd>" for ref in rule.reference]
     out.append("</dl>")
     return out
+
+
+def _coverage(doc: Document) -> list[str]:
+    """Per run, the rules never evaluated there; those that do not apply listed apart."""
+    if not doc.coverage:
+        return []
+    out = ['<h2 id="not-evaluated">Not evaluated</h2>', f"<p>{escape(COVERAGE_INTRO)}</p>"]
+    for run in doc.coverage:
+        items = [_coverage_item(r) for r in run.missing] + [_coverage_item(r, "does not apply: ") for r in run.apart]
+        out.append(f'<div class="coverage" data-run="{escape(run.run)}"><h3>Run {escape(run.run)}</h3>'
+                   f"<ul>{''.join(items)}</ul></div>")
+    return out
+
+
+def _coverage_item(record: CoverageRecord, lead: str = "") -> str:
+    metric = f" (<code>{escape(record.metric)}</code>)" if record.metric is not None else ""
+    reason = "" if lead else f'<span class="reason">{escape(record.reason)}</span> — '
+    return (f'<li data-reason="{escape(record.reason)}">{escape(lead)}<code>{escape(record.rule)}</code>{metric}: '
+            f"{reason}{escape(record.detail)}</li>")
 
 
 def _severity(severity: str) -> str:

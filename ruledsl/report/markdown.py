@@ -12,8 +12,18 @@ from __future__ import annotations
 import base64
 import re
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.report.charts import escape
-from ruledsl.report.document import Chart, Document, condition_text, run_heading, steps_text, uncharted_text, value_text
+from ruledsl.report.document import (
+    COVERAGE_INTRO,
+    Chart,
+    Document,
+    condition_text,
+    run_heading,
+    steps_text,
+    uncharted_text,
+    value_text,
+)
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
@@ -34,6 +44,7 @@ def to_markdown(doc: Document) -> str:
         lines += _alerts(doc) + _charts(doc) + _rules(doc)
     else:
         lines += ["No alerts.", ""]
+    lines += _coverage(doc)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -89,3 +100,23 @@ def _rules(doc: Document) -> list[str]:
         lines.append(f"  - message: {md_text(rule.message.source)}")
         lines += [f"  - reference: {md_text(ref)}" for ref in rule.reference]
     return lines + [""]
+
+
+def _coverage(doc: Document) -> list[str]:
+    """Per run, the rules never evaluated there; those that do not apply listed apart."""
+    if not doc.coverage:
+        return []
+    lines = ["## Not evaluated", "", md_text(COVERAGE_INTRO), ""]
+    for run in doc.coverage:
+        lines += [f"### Run {md_text(run.run)}", ""]
+        lines += [_coverage_item(r) for r in run.missing]
+        lines += [_coverage_item(r, "does not apply: ") for r in run.apart]
+        lines.append("")
+    return lines
+
+
+def _coverage_item(record: CoverageRecord, lead: str = "") -> str:
+    """`- **rule** (key): reason — detail`; for a rule that does not apply, `does not apply` leads."""
+    metric = f" ({md_text(record.metric)})" if record.metric is not None else ""
+    reason = "" if lead else f"`{record.reason}` — "
+    return f"- {lead}**{md_text(record.rule)}**{metric}: {reason}{md_text(record.detail)}"

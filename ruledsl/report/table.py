@@ -3,25 +3,31 @@
 On a terminal each severity gets an icon and (unless NO_COLOR is set) a
 colour; anywhere else (a pipe, a file) the text is plain. Control characters in
 run ids and messages are shown escaped, so a log cannot drive the terminal.
+
+The table ends with the rules not evaluated on some run (docs/language.md §4): the
+entries per reason, then one line per entry, the runs sharing it named together.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import polars as pl
 
-from ruledsl.alerts import SEVERITIES, Severity, severity_mark
+from ruledsl.alerts import SEVERITIES, CoverageRecord, Severity, severity_mark
 from ruledsl.report.context import ReportContext
+from ruledsl.report.coverage import counts_text, not_applying, not_evaluated, runs_text, shared
 
 SEVERITY_RANK = {s.value: s.rank for s in Severity}  # as polars' replace_strict wants it
+COVERAGE_LINES = 20  # lines of the "not evaluated" section at most; the rest is counted
 
 
 def to_table(records: pl.DataFrame, context: ReportContext) -> str:
     colour = context.terminal and not os.environ.get("NO_COLOR")
     lines = [headline(context) + "."]
     if records.is_empty():
-        return "\n".join(lines + ["No alerts."]) + "\n"
+        return "\n".join(lines + ["No alerts.", *coverage_section(context.coverage)]) + "\n"
     ordered = records.with_columns(
         pl.col("severity").replace_strict(SEVERITY_RANK, return_dtype=pl.Int64).alias("_rank")
     ).sort(["run", "_rank", "first_step"], descending=[False, True, False])
@@ -31,7 +37,34 @@ def to_table(records: pl.DataFrame, context: ReportContext) -> str:
             lines.append(f"  {severity_mark(row['severity'], context.terminal, colour)} {row['rule']}  {_steps(row)}")
             lines.append(f"      {printable(row['message'])}")
     lines.append(f"\n{len(records)} alert episode(s): {severity_summary(records)}.")
+    lines += coverage_section(context.coverage)
     return "\n".join(lines) + "\n"
+
+
+def coverage_section(coverage: Sequence[CoverageRecord], limit: int = COVERAGE_LINES) -> list[str]:
+    """The rules never evaluated on some run, and apart those that do not apply; nothing when
+    every rule was evaluated on every run."""
+    lines: list[str] = []
+    missing, apart = not_evaluated(coverage), not_applying(coverage)
+    if missing:
+        lines.append(f"\nNot evaluated ({counts_text(missing)}):")
+        lines += _entries(missing, limit, with_reason=True)
+    if apart:
+        lines.append(f"\nDoes not apply ({counts_text(apart)}: `when` is false):")
+        lines += _entries(apart, limit, with_reason=False)
+    return lines
+
+
+def _entries(coverage: list[CoverageRecord], limit: int, with_reason: bool) -> list[str]:
+    entries = shared(coverage)
+    lines = []
+    for entry in entries[:limit]:
+        rule = entry.rule + (f" [{entry.metric}]" if entry.metric is not None else "")
+        reason = f"{entry.reason} on " if with_reason else "on "
+        lines.append(printable(f"  {rule}: {reason}{runs_text(entry.runs)}: {entry.detail}"))
+    if len(entries) > limit:
+        lines.append(f"  … and {len(entries) - limit} more (--coverage FILE writes every entry)")
+    return lines
 
 
 def headline(context: ReportContext) -> str:

@@ -1,7 +1,7 @@
 """An archive of runs → alert records, each run audited with its own trainer's rules.
 
 The runs are grouped by trainer (docs/language.md §8, `trainers.choose`) and every group
-goes through one engine query (`engine.audit_by_trainer`). Only the columns
+goes through one engine query (`engine.audit_groups`). Only the columns
 some rule of the group may read are read. Each group's rows are
 read once into memory first: the engine's plan reads every metric's series
 separately, and from memory that is much cheaper than scanning the files (and
@@ -13,21 +13,29 @@ Each run is audited with its own configuration (docs/language.md §2): what its 
 Streaming (asked for, or automatic past a share of the machine's memory) bounds
 memory instead: runs are independent, so the archive is audited a chunk of whole
 runs at a time (filters pushed down to the file scans), each chunk read with
-polars' streaming engine, and only the records are kept.
+polars' streaming engine, and only the records (and coverage) are kept.
+
+The coverage (docs/language.md §4) names the rules never evaluated on a run, and why. The
+engine only sees the columns the rules read, so the close key a `no_key` entry suggests is
+looked for again among all the keys of the run's source (`Source.keys`).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
 
+from ruledsl.alerts import CoverageRecord
 from ruledsl.compile import RuleSet, compile_rules
 from ruledsl.engines.batch import engine
 from ruledsl.engines.batch.frames import RUN, STEP, block_starts
+from ruledsl.lang import meaning
 from ruledsl.model import trainers
 from ruledsl.model.config import RunConfig, merge
 from ruledsl.model.rule import Rule
@@ -45,6 +53,26 @@ class ArchiveAudit:
     runs: list[str]
     notes: list[str] = field(default_factory=list)
     streaming: bool = False
+    # the rules never evaluated on a run, and why (docs/language.md §4), runs named as in records
+    coverage: list[CoverageRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _ReadKeys:
+    """The log keys a rule set may read: its metrics' candidates, and every key one of its
+    metric patterns (`rewards/*/std`) matches."""
+
+    names: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def of(cls, rules: RuleSet) -> _ReadKeys:
+        metrics = [c.rule.metric for c in rules if c.rule.metric is not None]
+        return cls(frozenset(rules.read_keys()),
+                   tuple(meaning.pattern_regex(m) for m in metrics if meaning.is_pattern(m)))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.names or (isinstance(key, str) and any(p.match(key) for p in self.patterns))
 
 
 @dataclass
@@ -52,7 +80,7 @@ class _Group:
     """Sources audited with one rule set: the keys fit the same trainer (or trainers)."""
 
     rules: RuleSet
-    keys: set[str]  # the log keys its rules may read: only those columns are read
+    keys: _ReadKeys  # the log keys its rules may read: only those columns are read
     sources: list[Source] = field(default_factory=list)
 
 
@@ -68,9 +96,10 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     notes.extend(_guess_notes(archive.sources, choices))
     groups = _groups(archive.sources, choices, rules)
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
-    if stream:
-        return _audit_streaming(groups, chunk_rows, notes, overrides)
-    return _audit_in_memory(groups, notes, overrides)
+    audited = (_audit_streaming(groups, chunk_rows, notes, overrides) if stream
+               else _audit_in_memory(groups, notes, overrides))
+    audited.coverage = _with_close_keys(audited.coverage, _keys_by_run(archive.sources))
+    return audited
 
 
 def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
@@ -79,7 +108,7 @@ def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules:
         key = (choice.trainer, choice.candidates)
         if key not in found:
             rule_set = compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
-            found[key] = _Group(rule_set, rule_set.read_keys())
+            found[key] = _Group(rule_set, _ReadKeys.of(rule_set))
         found[key].sources.append(source)
     return list(found.values())
 
@@ -88,26 +117,28 @@ def _audit_in_memory(groups: list[_Group], notes: list[str], overrides: RunConfi
     """Each group's rows read into memory at once (see `_parts`), then one engine query."""
     plan = [(group, source, frame) for group in groups for source, frame in _parts(group.sources, group.keys)]
     in_memory = pl.collect_all([frame for _, _, frame in plan])
-    records = engine.audit_by_trainer([engine.AuditGroup(frame, group.rules, source.run_id if source else None,
-                                                         config=_configs(source, group.sources, overrides))
-                                       for frame, (group, source, _) in zip(in_memory, plan)])
+    audited = engine.audit_groups([engine.AuditGroup(frame, group.rules, source.run_id if source else None,
+                                                     config=_configs(source, group.sources, overrides))
+                                   for frame, (group, source, _) in zip(in_memory, plan)])
     runs = [source.run_id(run) if source else run for frame, (_, source, _) in zip(in_memory, plan)
             for run in _runs_in(frame)]
     named = [frame.lazy().with_columns(run_column(source.run, True)) if source else frame.lazy()
              for frame, (_, source, _) in zip(in_memory, plan)]
-    return ArchiveAudit(records, _concat(named), runs, notes, False)
+    return ArchiveAudit(audited.records, _concat(named), runs, notes, False, audited.coverage)
 
 
 def _audit_streaming(groups: list[_Group], chunk_rows: int, notes: list[str], overrides: RunConfig
                      ) -> ArchiveAudit:
-    """Chunks of whole runs, one after the other; only their records are kept."""
-    parts = [engine.audit_by_trainer([engine.AuditGroup(chunk.collect(engine="streaming"), group.rules,
-                                                        source.run_id if source else None,
-                                                        config=_configs(source, group.sources, overrides))])
+    """Chunks of whole runs, one after the other; only their records and coverage are kept."""
+    parts = [engine.audit_groups([engine.AuditGroup(chunk.collect(engine="streaming"), group.rules,
+                                                    source.run_id if source else None,
+                                                    config=_configs(source, group.sources, overrides))])
              for group in groups for source, chunk in _chunks(group.sources, chunk_rows, group.keys)]
-    records = _sorted(pl.concat(parts, how="vertical_relaxed"))
+    records = _sorted(pl.concat([part.records for part in parts], how="vertical_relaxed"))
+    coverage = sorted((r for part in parts for r in part.coverage), key=_coverage_order)
     frame = _concat([_reading(group.sources, group.keys) for group in groups])
-    return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True)
+    return ArchiveAudit(records, frame, _run_ids([s for group in groups for s in group.sources]), notes, True,
+                        coverage)
 
 
 def _configs(table: Source | None, sources: Sequence[Source], overrides: RunConfig
@@ -127,7 +158,7 @@ def _runs_in(frame: pl.DataFrame) -> list[Any]:
     return frame.lazy().select(pl.col(RUN).filter(block_starts()).unique(maintain_order=True)).collect()[RUN].to_list()
 
 
-def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, pl.LazyFrame]]:
+def _parts(sources: list[Source], keys: _ReadKeys) -> list[tuple[Source | None, pl.LazyFrame]]:
     """What to read into memory: each table of several runs alone, under the run names
     it holds (its source maps them to run ids), and the one-run sources together."""
     parts: list[tuple[Source | None, pl.LazyFrame]] = [
@@ -136,16 +167,16 @@ def _parts(sources: list[Source], keys: set[str]) -> list[tuple[Source | None, p
     return parts + ([(None, _reading(single, keys))] if single else [])
 
 
-def _reading(sources: list[Source], keys: set[str]) -> pl.LazyFrame:
+def _reading(sources: list[Source], keys: _ReadKeys) -> pl.LazyFrame:
     """The sources' rows with only the columns that hold one of `keys`."""
     return _concat([_only_keys(s.frame, s.keys, keys) for s in sources])
 
 
-def _only_keys(frame: pl.LazyFrame, present: Sequence[str], keys: set[str]) -> pl.LazyFrame:
+def _only_keys(frame: pl.LazyFrame, present: Sequence[str], keys: _ReadKeys) -> pl.LazyFrame:
     return frame.select(RUN, STEP, *(k for k in present if k in keys))
 
 
-def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]
+def _chunks(sources: list[Source], chunk_rows: int, keys: _ReadKeys
             ) -> Iterator[tuple[Source | None, pl.LazyFrame]]:
     """Lazy frames of whole runs, about `chunk_rows` rows each, with the columns of `keys`:
     a large table of several runs a few of its runs at a time (under their own names, as
@@ -169,6 +200,55 @@ def _chunks(sources: list[Source], chunk_rows: int, keys: set[str]
         pending_rows += rows
     if pending:
         yield None, _concat(pending)
+
+
+def _coverage_order(record: CoverageRecord) -> tuple[str, str, str]:
+    """The engine's order of coverage records: run, rule, metric."""
+    return str(record.run), record.rule, record.metric or ""
+
+
+# A `no_key` detail (engines/batch/coverage.py): the metric, the keys tried, a close key of the run.
+_NO_VALUE = re.compile(r"no value of (?P<metric>.+?)(?: \(tried (?P<tried>.*)\))? in the run")
+_NO_MATCH = re.compile(r"no key of the run matches (?P<metric>.+)")
+_CLOSE = "; did you mean "
+CLOSE_CUTOFF = 0.75  # as the engine's own suggestion
+
+
+def _keys_by_run(sources: Sequence[Source]) -> Callable[[Any], Sequence[str] | None]:
+    """The keys of a run's source from its run id (None: no source has it): a one-run source's
+    id is its `run`, a run of a table of several runs is `<run>/<name>` (`Source.run_id`)."""
+    single = {s.run: s.keys for s in sources if not s.multi_run}
+    tables = sorted((s for s in sources if s.multi_run), key=lambda s: -len(s.run))
+
+    def keys_of(run: Any) -> Sequence[str] | None:
+        run = str(run)
+        if run in single:
+            return single[run]
+        for table in tables:
+            if run == table.run or run.startswith(table.run + "/"):
+                return table.keys
+        return None
+    return keys_of
+
+
+def _with_close_keys(coverage: list[CoverageRecord], keys_of: Callable[[Any], Sequence[str] | None]
+                     ) -> list[CoverageRecord]:
+    """`no_key` details with the close key looked for among every key of the run's source (the
+    engine saw only the columns the rules read); other records as they are."""
+    return [_close_key(r, keys_of(r.run)) if r.reason == "no_key" else r for r in coverage]
+
+
+def _close_key(record: CoverageRecord, keys: Sequence[str] | None) -> CoverageRecord:
+    if keys is None:  # a run of no source (cannot happen): the engine's suggestion stays
+        return record
+    base = record.detail.split(_CLOSE)[0]
+    found = _NO_VALUE.fullmatch(base) or _NO_MATCH.fullmatch(base)
+    if found is None:  # a detail worded otherwise: left as the engine wrote it
+        return record
+    metric = found["metric"]
+    tried = {metric, *(found.groupdict().get("tried") or "").split(", ")}
+    close = difflib.get_close_matches(metric, sorted(k for k in keys if k not in tried), n=1, cutoff=CLOSE_CUTOFF)
+    return replace(record, detail=base + (f"{_CLOSE}{close[0]}?" if close else ""))
 
 
 def _sorted(records: pl.DataFrame) -> pl.DataFrame:
