@@ -433,6 +433,25 @@ def test_the_live_episodes_are_the_audit_of_the_rules_run_json_keeps(tmp_path, s
     assert (callback.stopped is not None) is (stop_on == "high")
 
 
+@pytest.mark.trl
+def test_ruledsl_audit_of_the_output_directory_re_runs_the_named_custom_alerts(tmp_path):
+    """The command itself, on the callback's output directory: the same episodes as the live run,
+    the custom alerts by their names (before, the audit said "No alerts" after a run a custom alert
+    had stopped)."""
+    from cli_helpers import ruledsl as run_ruledsl
+
+    rows = [(s, {"loss": 0.3 + 0.1 * s, "grad_norm": 1.0, "learning_rate": 1e-3, "rewards/margins": 0.01,
+                 "rewards/accuracies": 0.5, "epoch": s / 12}) for s in range(1, 13)]
+    callback = _callback(custom_alerts={"loss_high": "dpo: loss > 1 -> high: loss {value}"}, stop_on="high")
+    _feed(callback, DPOConfig(tmp_path, beta=0.1, loss_type="sigmoid"), rows)
+    live = {(e["rule"], e["first_step"], e["last_step"]) for e in _events(tmp_path / "diagnostics")
+            if e["event"] == "episode"}
+    result = run_ruledsl("audit", str(tmp_path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    audited = {(r["rule"], r["first_step"], r["last_step"]) for r in json.loads(result.stdout)}
+    assert any(rule == "loss_high" and first == 8 for rule, first, _ in live) and audited == live
+
+
 def test_callback_rules_reads_back_what_run_json_keeps(tmp_path):
     from ruledsl.integrations.diagnostics_files import callback_rules, rules_kept
 

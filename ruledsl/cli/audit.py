@@ -26,12 +26,14 @@ from ruledsl.alerts import SEVERITIES, CoverageRecord, at_least, json_safe
 from ruledsl.cli.app import app, fail
 from ruledsl.cli.progress import ProgressLine
 from ruledsl.engines.batch.archive import audit_archive
+from ruledsl.integrations.diagnostics_files import callback_rules
 from ruledsl.lang.errors import FrameError, RuleSyntaxError
 from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.config import ConfigError, looks_like_config_file, parse_override, read_config_file
 from ruledsl.model.loader import RULE_SUFFIXES, RuleLoadError, discover, load_rules
 from ruledsl.model.rule import Rule, rule_from_inline
 from ruledsl.readers import read_archive
+from ruledsl.readers.common import Source
 from ruledsl.report import Format, ReportContext, choose_format, render
 from ruledsl.report.coverage import counts_text
 
@@ -108,7 +110,8 @@ def audit(
     if not archive.sources:
         fail("no readable run under the given paths")
     try:
-        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides)
+        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides,
+                                rules_of=None if no_builtin else _callback_rules)
     except FrameError as exc:
         fail(str(exc))
     except pl.exceptions.PolarsError as exc:  # a table damaged past the rows polars checked up front
@@ -139,6 +142,21 @@ def audit(
                    f"{len({r.run for r in never})} run(s) ({counts_text(never)})", err=True)
     if failed or (strict_coverage and never):
         raise typer.Exit(1)
+
+
+def _callback_rules(source: Source) -> list[Rule] | None:
+    """The rules a DiagnosticsCallback ran on this run (its run.json keeps them: the builtin
+    library, its rule folders, rules given in code, named custom alerts), so that an audit of
+    its output directory re-runs exactly those; None for other logs. A run.json that no longer
+    loads is a warning, and the run gets the audit's rules."""
+    if source.metadata is None:
+        return None
+    try:
+        return callback_rules(json.loads(source.metadata.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:  # RuleLoadError and RuleSyntaxError are ValueErrors
+        typer.echo(f"warning: {source.metadata}: the callback's rules cannot be read back ({exc}); "
+                   "the audit's rules run on it", err=True)
+        return None
 
 
 def _check_paths(paths: list[Path], allow_missing: bool) -> None:

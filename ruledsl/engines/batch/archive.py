@@ -86,7 +86,7 @@ class _Group:
 
 def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None = None,
                   streaming: bool | None = None, chunk_rows: int = CHUNK_ROWS,
-                  config: Mapping[str, Any] | None = None) -> ArchiveAudit:
+                  config: Mapping[str, Any] | None = None, rules_of: RulesOf | None = None) -> ArchiveAudit:
     """`trainer` (the --trainer option) applies to every run; otherwise each run's own.
     `config` (the --config settings) goes on top of every run's own configuration: a key
     set there wins, and a key set to None is removed."""
@@ -94,7 +94,7 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     notes: list[str] = []
     choices = [trainers.choose(trainer, s.metadata, s.keys, notes) for s in archive.sources]
     notes.extend(_guess_notes(archive.sources, choices))
-    groups = _groups(archive.sources, choices, rules)
+    groups = _groups(archive.sources, choices, rules, rules_of)
     stream = streaming if streaming is not None else archive.size > STREAMING_SHARE_OF_MEMORY * _memory()
     audited = (_audit_streaming(groups, chunk_rows, notes, overrides) if stream
                else _audit_in_memory(groups, notes, overrides))
@@ -102,12 +102,21 @@ def audit_archive(archive: Archive, rules: Sequence[Rule], trainer: str | None =
     return audited
 
 
-def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule]) -> list[_Group]:
-    found: dict[tuple[str | None, tuple[str, ...]], _Group] = {}
+RulesOf = Callable[[Source], Sequence[Rule] | None]
+
+
+def _groups(sources: list[Source], choices: list[trainers.TrainerChoice], rules: Sequence[Rule],
+            rules_of: RulesOf | None = None) -> list[_Group]:
+    """Sources that share a trainer (and rules) share a rule set. `rules_of` gives a source's own
+    rules where it has some (the rules a callback ran, kept in its run.json): those run there,
+    with the given rules whose names they do not use."""
+    found: dict[tuple[str | None, tuple[str, ...], tuple[str, ...]], _Group] = {}
     for source, choice in zip(sources, choices):
-        key = (choice.trainer, choice.candidates)
+        own = rules_of(source) if rules_of is not None else None
+        chosen = list(rules) if own is None else [*own, *(r for r in rules if r.name not in {o.name for o in own})]
+        key = (choice.trainer, choice.candidates, tuple(sorted(r.name for r in chosen)) if own is not None else ())
         if key not in found:
-            rule_set = compile_rules([r for r in rules if choice.selects(r)], trainer=choice.trainer)
+            rule_set = compile_rules([r for r in chosen if choice.selects(r)], trainer=choice.trainer)
             found[key] = _Group(rule_set, _ReadKeys.of(rule_set))
         found[key].sources.append(source)
     return list(found.values())
