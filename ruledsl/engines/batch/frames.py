@@ -236,8 +236,10 @@ def _merge_wide(lazy: pl.LazyFrame, metric_columns: tuple[str, ...], in_memory: 
 
 
 def _merge_long(lazy: pl.LazyFrame) -> pl.LazyFrame:
+    """A null is a value for merging (docs/language.md §2): a later null at a step overrides an
+    earlier value (the key is then absent there), and a step holding only nulls is a logged step
+    (`absent` evaluates at it). Series read the non-null values only."""
     return (lazy.select(RUN, STEP, pl.col(KEY).cast(pl.String), pl.col(VALUE).cast(pl.Float64))
-            .filter(pl.col(VALUE).is_not_null())
             .unique(subset=[RUN, STEP, KEY], keep="last", maintain_order=True)
             .sort(RUN, STEP, maintain_order=True))
 

@@ -280,6 +280,10 @@ class Monitor:
                 continue  # no rule reads it
             value = raw if type(raw) is float else _as_value(raw)
             if value is None:
+                if raw is None and key in row:  # a later null at the step: the key is absent there
+                    del row[key]
+                    target.retract(step)
+                    changed.append(key)
                 continue
             old = row.get(key)
             if old is not None and _same_value(old, value):

@@ -25,7 +25,7 @@ _NOTHING = object()  # no value was evicted by the last append
 
 
 class Series:
-    __slots__ = ("key", "capacity", "values", "count", "raw_count", "raw_last", "step", "first_step", "now",
+    __slots__ = ("key", "capacity", "values", "count", "raw_count", "raw_last", "step", "before", "first_step", "now",
                  "appended", "_baseline_windows", "_baselines", "_cache")
 
     def __init__(self, key: str, capacity: int, baseline_windows: frozenset[int]):
@@ -36,6 +36,7 @@ class Series:
         self.raw_count = 0  # rows holding the key, non-finite values included
         self.raw_last = math.nan
         self.step: int | None = None  # step of the last raw value: the last step the key was present at
+        self.before: int | None = None  # the step it was present at before `step` (a retracted value restores it)
         self.first_step: int | None = None  # step of the first raw value (absent evaluates after it)
         self.now = 0  # the step an `absent` rule is evaluating (set by it: the series knows only its own steps)
         self.appended = False  # whether that value was finite (appended to `values`)
@@ -57,7 +58,7 @@ class Series:
             if self.appended:
                 self._unappend()
         else:
-            self.step = step
+            self.before, self.step = self.step, step
             self.raw_count += 1
             if self.first_step is None:
                 self.first_step = step
@@ -65,6 +66,18 @@ class Series:
         self.appended = math.isfinite(value)
         if self.appended:
             self._append(value)
+
+    def retract(self, step: int) -> None:
+        """A later row of `step` nulled the key (docs/language.md §2): it is absent at `step` after all."""
+        if self.step != step:
+            return
+        self._cache.clear()
+        if self.appended:
+            self._unappend()
+        self.raw_count -= 1
+        self.step, self.appended = self.before, False
+        if self.raw_count == 0:
+            self.first_step = None
 
     def _append(self, value: float) -> None:
         values = self.values
