@@ -4,7 +4,15 @@ Formats: JSON Lines (the callback's `metrics.jsonl` included), the Trainer's
 `trainer_state.json` (newest checkpoint wins), CSV and Parquet (scanned
 lazily), TensorBoard event files and MLflow file stores. `discovery` decides
 which runs a tree holds; one module per format reads them. Whatever cannot be
-read is reported as a `ReadProblem` with its file (and line), and skipped.
+read is reported as a `ReadProblem` with its file (and line), and skipped; whatever
+goes wrong reading one run (an unreadable or vanished file, damage no reader expected)
+costs that run alone, never the others. A `ReadProblem` says what was lost (`lost`: the
+run, some rows, its configuration, or nothing) and how many rows (`skipped`), so that a
+caller can tell an audit of every input from one that went without some.
+
+A table scanned lazily can still fail when the audit reads it (a Parquet page damaged
+where only decoding finds it): `Archive.salvage` then reads what can be read of each
+such source, and the audit is run again.
 
 Each run's configuration (docs/language.md §2) is gathered from every place that keeps one
 (`run_config`): what the audited log itself carries (MLflow params, TensorBoard's
@@ -22,7 +30,7 @@ import polars as pl
 
 from ruledsl.engines.batch.frames import STEP
 from ruledsl.readers import discovery, jsonlog, mlflow_store, run_config, tables, tfevents, wandb_run
-from ruledsl.readers.common import ReadProblem, Source
+from ruledsl.readers.common import ReadProblem, Source, os_error, training_step
 from ruledsl.readers.discovery import RunSpec
 
 __all__ = ["Archive", "ReadProblem", "Source", "read_archive"]
@@ -43,6 +51,38 @@ class Archive:
     def size(self) -> int:
         return sum(s.size for s in self.sources)
 
+    @property
+    def incomplete(self) -> list[ReadProblem]:
+        """The problems that cost the audit data: a run or rows of one not read (not those
+        about a configuration only, nor a deleted MLflow run or a loop not followed)."""
+        return [p for p in self.problems if p.lost in ("run", "rows")]
+
+    def salvage(self) -> list[ReadProblem]:
+        """After the audit failed reading its sources (a polars error from a table damaged
+        past what was checked when it was read): each source read lazily from a file is read
+        through once (streaming, nothing kept); one that fails is replaced by what can be read
+        of it (a Parquet file a slice of rows at a time) or dropped, with a problem said.
+        Returns the new problems (also added to `problems`); none when no source fails."""
+        found: list[ReadProblem] = []
+        kept: list[Source] = []
+        for source in self.sources:
+            try:
+                source.frame.select(pl.all().null_count()).collect(engine="streaming")
+                kept.append(source)
+                continue
+            except Exception as exc:
+                damage = _first_line(exc)
+            if source.kind != "parquet":
+                found.append(ReadProblem(source.path, None, f"cannot be read through ({damage}); skipped"))
+                continue
+            again = tables.salvage_parquet(source.path, source.run, found)
+            if again is not None:
+                again.metadata, again.config = source.metadata, source.config
+                kept.append(again)
+        self.sources = kept
+        self.problems.extend(found)
+        return found
+
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -52,21 +92,43 @@ def read_archive(paths: list[Path], progress: Progress | None = None) -> Archive
     archive = Archive()
     specs: list[RunSpec] = []
     for root in paths:
-        if not root.exists():
-            archive.problems.append(ReadProblem(root, None, "no such file or directory"))
-            continue
-        if root.is_file() and not discovery.is_log_file(root):
-            archive.problems.append(ReadProblem(root, None, "not a log ruledsl reads (*.jsonl, *.csv, *.parquet, "
-                                                            "trainer_state.json, TensorBoard event files); skipped"))
-            continue
-        specs.extend(discovery.discover(root))
+        try:
+            if not root.exists():
+                archive.problems.append(ReadProblem(root, None, "no such file or directory"))
+                continue
+            if root.is_file() and not discovery.is_log_file(root):
+                archive.problems.append(ReadProblem(root, None, "not a log ruledsl reads (*.jsonl, *.csv, *.parquet, "
+                                                                "trainer_state.json, TensorBoard event files); "
+                                                                "skipped"))
+                continue
+            specs.extend(discovery.discover(root, archive.problems))
+        except OSError as exc:
+            archive.problems.append(ReadProblem(root, None, f"cannot read ({os_error(exc)}); skipped"))
     for done, spec in enumerate(specs, start=1):
-        source = _read_spec(spec, archive)
+        source = _read_safely(spec, archive)
         if source is not None:
             archive.sources.append(source)
         if progress is not None:
             progress(done, len(specs))
     return archive
+
+
+def _read_safely(spec: RunSpec, archive: Archive) -> Source | None:
+    """One run, whatever its files hold: an error reading it is a problem of that run alone."""
+    try:
+        return _read_spec(spec, archive)
+    except OSError as exc:  # unreadable, removed since the tree was walked, …
+        where = Path(exc.filename) if isinstance(exc.filename, str) else spec.path
+        archive.problems.append(ReadProblem(where, None, f"cannot read ({os_error(exc)}); skipped"))
+    except Exception as exc:  # damage no reader foresaw: said, never the end of the audit
+        archive.problems.append(ReadProblem(spec.path, None, f"cannot be read ({type(exc).__name__}: "
+                                                             f"{_first_line(exc)}); skipped"))
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _read_spec(spec: RunSpec, archive: Archive) -> Source | None:
@@ -147,12 +209,13 @@ def _newest_state(spec: RunSpec, problems: list[ReadProblem]) -> Source | None:
     return jsonlog.state_source(best[1], best[2], spec.run, problems)
 
 
-def _global_step(state: dict) -> float:  # a logged step may be a float
-    step = state.get("global_step")
-    if isinstance(step, int) and not isinstance(step, bool):
+def _global_step(state: dict) -> int:
+    """The state's global step, or the highest step of its log_history (-1: none)."""
+    step = training_step(state.get("global_step"))
+    if step is not None:
         return step
-    steps = [e.get(STEP) for e in state["log_history"] if isinstance(e, dict)]
-    return max((s for s in steps if isinstance(s, (int, float)) and not isinstance(s, bool)), default=-1)
+    steps = (training_step(e.get(STEP)) for e in state["log_history"] if isinstance(e, dict))
+    return max((s for s in steps if s is not None), default=-1)
 
 
 def _last_step(source: Source) -> int:

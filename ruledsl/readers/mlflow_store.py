@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from ruledsl.model.config import RunConfig, flatten, from_text, normalize
-from ruledsl.readers.common import ReadProblem, Source, rows_frame
+from ruledsl.readers.common import ReadProblem, Source, Tally, files_under, rows_frame, training_step
 
 META_FILE, METRICS_DIR, PARAMS_DIR = "meta.yaml", "metrics", "params"
 # mlflow stores a param as str(value): Python's words for true, false and null, and the
@@ -38,11 +38,13 @@ def is_run_dir(path: Path) -> bool:
 
 def read_mlflow_run(run_dir: Path, run: str, problems: list[ReadProblem]) -> Source | None:
     if _deleted(run_dir, problems):
-        problems.append(ReadProblem(run_dir, None, "a deleted MLflow run (lifecycle_stage: deleted); skipped"))
+        problems.append(ReadProblem(run_dir, None, "a deleted MLflow run (lifecycle_stage: deleted); skipped",
+                                    lost="nothing"))
         return None
     metrics_dir = run_dir / METRICS_DIR
     by_step: dict[int, dict[str, float]] = {}
-    for metric_file in sorted(p for p in metrics_dir.rglob("*") if p.is_file()):
+    metric_files = files_under(metrics_dir, problems)
+    for metric_file in metric_files:
         key = metric_file.relative_to(metrics_dir).as_posix()
         _read_metric(metric_file, key, by_step, problems)
     if not by_step:
@@ -50,7 +52,7 @@ def read_mlflow_run(run_dir: Path, run: str, problems: list[ReadProblem]) -> Sou
         return None
     rows = [{"step": step, **by_step[step]} for step in sorted(by_step)]
     frame = rows_frame(rows, run)
-    size = sum(p.stat().st_size for p in metrics_dir.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in metric_files)
     return Source(run, "mlflow", run_dir, frame.lazy(), tuple(frame.columns[2:]), size=size,
                   config=read_params(run_dir, problems))
 
@@ -61,15 +63,19 @@ def read_params(run_dir: Path, problems: list[ReadProblem]) -> RunConfig:
     if not params_dir.is_dir():
         return {}
     values: dict[str, Any] = {}
-    for param_file in sorted(p for p in params_dir.rglob("*") if p.is_file()):
+    for param_file in files_under(params_dir, problems):
         key = param_file.relative_to(params_dir).as_posix()
         try:
             text = param_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(ReadProblem(param_file, None, f"cannot read the param ({exc}); "
-                                                          f"the run is audited without '{key}'"))
+                                                          f"the run is audited without '{key}'", lost="config"))
             continue
-        values.update(param_values(key, text))
+        try:
+            values.update(param_values(key, text))
+        except RecursionError:  # a value nested deeper than can be flattened
+            problems.append(ReadProblem(param_file, None, f"nested too deeply to read; the run is audited "
+                                                          f"without '{key}'", lost="config"))
     return normalize(values)
 
 
@@ -92,32 +98,38 @@ def param_values(key: str, text: str) -> dict[str, Any]:
 def _deleted(run_dir: Path, problems: list[ReadProblem]) -> bool:
     try:
         meta = yaml.safe_load((run_dir / META_FILE).read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        problems.append(ReadProblem(run_dir / META_FILE, None, f"unreadable ({exc}); the metrics are read anyway"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        problems.append(ReadProblem(run_dir / META_FILE, None, f"unreadable ({type(exc).__name__}: {exc}); "
+                                                               f"the metrics are read anyway", lost="nothing"))
         return False
     return isinstance(meta, dict) and meta.get("lifecycle_stage") == "deleted"
 
 
 def _read_metric(path: Path, key: str, by_step: dict[int, dict[str, float]], problems: list[ReadProblem]) -> None:
-    """One metric's lines; where a step is logged twice the later line wins (docs/language.md §2)."""
+    """One metric's lines; where a step is logged twice the later line wins (docs/language.md §2).
+    The lines that cannot be read are counted, one problem per reason."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(ReadProblem(path, None, f"cannot read the file ({exc}); metric '{key}' skipped"))
         return
+    tally = Tally(path)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parsed = _parse_line(line)
         if parsed is None:
-            problems.append(ReadProblem(path, number, f"not '<timestamp> <value> <step>' "
-                                                      f"(metric '{key}'); line skipped"))
+            tally.add(number, f"not '<timestamp> <value> <step>' (metric '{key}')")
             continue
         value, step = parsed
-        by_step.setdefault(step, {})[key] = value
+        if step is None:
+            tally.add(number, f"its step names no training step, a whole number of at most 64 bits (metric '{key}')")
+        else:
+            by_step.setdefault(step, {})[key] = value
+    tally.report(problems, single="line skipped")
 
 
-def _parse_line(line: str) -> tuple[float, int] | None:
+def _parse_line(line: str) -> tuple[float, int | None] | None:
     parts = line.split()
     if len(parts) not in (2, 3):  # very old stores wrote no step: it is 0
         return None
@@ -127,4 +139,4 @@ def _parse_line(line: str) -> tuple[float, int] | None:
         step = int(parts[2]) if len(parts) == 3 else 0
     except ValueError:
         return None
-    return (value if not math.isnan(value) else math.nan), step
+    return (value if not math.isnan(value) else math.nan), training_step(step)

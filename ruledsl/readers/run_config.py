@@ -40,18 +40,18 @@ def from_run_json(path: Path, problems: list[ReadProblem]) -> RunConfig:
     """The `config` the callback keeps in run.json (already flat; normalized again all the same)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         problems.append(ReadProblem(path, None, f"unreadable run metadata ({_first_line(exc)}); "
-                                                f"the run's configuration is not taken from it"))
+                                                f"the run's configuration is not taken from it", lost="config"))
         return {}
     config = data.get("config") if isinstance(data, dict) else None
     if config is None:
         return {}  # written by an older callback, or by hand: no configuration kept
     if not isinstance(config, Mapping):
         problems.append(ReadProblem(path, None, f"'config' should be a mapping of keys to values, "
-                                                f"not {type(config).__name__}; {WITHOUT}"))
+                                                f"not {type(config).__name__}; {WITHOUT}", lost="config"))
         return {}
-    return normalize(config)
+    return normalized(config, path, problems)
 
 
 # ---------------------------------------------------------------- TensorBoard's `args`
@@ -61,15 +61,25 @@ def from_args_text(text: str, path: Path, problems: list[ReadProblem]) -> RunCon
     """The JSON of `args.to_json_string()` that the Trainer writes as the `args` text summary."""
     try:
         data: Any = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         problems.append(ReadProblem(path, None, f"the 'args' text summary is not JSON ({_first_line(exc)}); "
-                                                f"the run's configuration is not taken from it"))
+                                                f"the run's configuration is not taken from it", lost="config"))
         return {}
     if not isinstance(data, Mapping):
         problems.append(ReadProblem(path, None, f"the 'args' text summary holds {type(data).__name__}, "
-                                                f"not the trainer's arguments; {WITHOUT}"))
+                                                f"not the trainer's arguments; {WITHOUT}", lost="config"))
         return {}
-    return normalize(data)
+    return normalized(data, path, problems)
+
+
+def normalized(config: Mapping[str, Any], path: Path, problems: list[ReadProblem]) -> RunConfig:
+    """`normalize`, or {} with the problem said when the configuration is nested deeper than it goes."""
+    try:
+        return normalize(config)
+    except RecursionError:
+        problems.append(ReadProblem(path, None, f"the configuration is nested too deeply to read; {WITHOUT}",
+                                    lost="config"))
+        return {}
 
 
 def _first_line(exc: BaseException) -> str:

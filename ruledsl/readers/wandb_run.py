@@ -28,8 +28,9 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from ruledsl.model.config import RunConfig, normalize, unwrap_wandb
+from ruledsl.model.config import RunConfig, unwrap_wandb
 from ruledsl.readers.common import ReadProblem
+from ruledsl.readers.run_config import normalized
 
 WANDB_DIR, FILES_DIR, CONFIG_FILE, RUN_FILE_SUFFIX = "wandb", "files", "config.yaml", ".wandb"
 # `latest-run` is a link to one of these, and is not matched
@@ -85,21 +86,25 @@ def from_config_yaml(path: Path, problems: list[ReadProblem]) -> RunConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(ReadProblem(path, None, f"cannot read W&B's config ({exc}); {WITHOUT}"))
+        problems.append(ReadProblem(path, None, f"cannot read W&B's config ({exc}); {WITHOUT}", lost="config"))
+        return {}
+    except RecursionError:
+        problems.append(ReadProblem(path, None, f"W&B's config is nested too deeply to read; {WITHOUT}",
+                                    lost="config"))
         return {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problems.append(ReadProblem(path, mark.line + 1 if mark is not None else None,
                                     f"W&B's config is not valid YAML ({getattr(exc, 'problem', None) or exc}); "
-                                    f"{WITHOUT}"))
+                                    f"{WITHOUT}", lost="config"))
         return {}
     if data is None:
         return {}
     if not isinstance(data, dict):
         problems.append(ReadProblem(path, None, f"W&B's config should be a mapping of keys, "
-                                                f"not {type(data).__name__}; {WITHOUT}"))
+                                                f"not {type(data).__name__}; {WITHOUT}", lost="config"))
         return {}
-    return normalize(unwrap_wandb(data))
+    return normalized(unwrap_wandb(data), path, problems)
 
 
 # ---------------------------------------------------------------- run-<id>.wandb
@@ -111,14 +116,14 @@ def from_run_file(path: Path, problems: list[ReadProblem]) -> RunConfig:
     try:
         from wandb.proto import wandb_internal_pb2
     except ImportError:
-        problems.append(ReadProblem(path, None, f"{INSTALL_HINT}; the run's W&B config is not read"))
+        problems.append(ReadProblem(path, None, f"{INSTALL_HINT}; the run's W&B config is not read", lost="config"))
         return {}
     config: dict[str, Any] = {}
     count = 0
     try:
         with path.open("rb") as file:
             if file.read(FILE_HEADER)[:len(FILE_MARK)] != FILE_MARK:
-                problems.append(ReadProblem(path, None, f"not a W&B run file; {WITHOUT}"))
+                problems.append(ReadProblem(path, None, f"not a W&B run file; {WITHOUT}", lost="config"))
                 return {}
             for payload in _records(file):
                 record = wandb_internal_pb2.Record()
@@ -127,8 +132,8 @@ def from_run_file(path: Path, problems: list[ReadProblem]) -> RunConfig:
                 _apply(record, config)
     except Exception as exc:  # a damaged or cut-off log (a crashed run): what came before it counts
         problems.append(ReadProblem(path, None, f"unreadable after record {count} ({type(exc).__name__}: "
-                                                f"{exc}); the config read before it is used"))
-    return normalize(unwrap_private(config))
+                                                f"{exc}); the config read before it is used", lost="config"))
+    return normalized(unwrap_private(config), path, problems)
 
 
 def _records(file: BinaryIO) -> Iterator[bytes]:
