@@ -509,8 +509,6 @@ def test_a_parquet_file_damaged_past_its_steps_is_salvaged(tmp_path: Path):
     assert rows["good"] == GOOD_ROWS and 28_000 < rows["broken"] <= 30_000
 
 
-@pytest.mark.xfail(reason="needs `ruledsl audit` to call Archive.salvage when reading the sources fails "
-                          "(ruledsl/cli/audit.py or the batch engine; readers' side done)", strict=False)
 def test_a_parquet_file_damaged_past_its_steps_through_the_cli(tmp_path: Path):
     good_run(tmp_path)
     broken = damaged_parquet(tmp_path / "broken.parquet", "loss", row_group=2)

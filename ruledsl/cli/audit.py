@@ -109,12 +109,24 @@ def audit(
         typer.echo(f"note: {note}", err=True)
     if not archive.sources:
         fail("no readable run under the given paths")
+    def run() -> Any:
+        return audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides,
+                             rules_of=None if no_builtin else _callback_rules)
+
     try:
-        audited = audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides,
-                                rules_of=None if no_builtin else _callback_rules)
+        try:
+            audited = run()
+        except pl.exceptions.PolarsError:
+            # A table damaged past the rows checked up front (a Parquet column that does not decode):
+            # read each source through once, keep what decodes, say what was lost, audit again.
+            for problem in archive.salvage():
+                typer.echo(f"warning: {problem}", err=True)
+            if not archive.sources:
+                fail("no readable run under the given paths")
+            audited = run()
     except FrameError as exc:
         fail(str(exc))
-    except pl.exceptions.PolarsError as exc:  # a table damaged past the rows polars checked up front
+    except pl.exceptions.PolarsError as exc:
         fail(f"reading the logs failed: {str(exc).strip().splitlines()[0]}")
     for note in audited.notes:
         typer.echo(f"note: {note}", err=True)
