@@ -1,4 +1,4 @@
-"""The polars backend: checked rules → lazy queries of their evaluations (spec §2–§4).
+"""The polars backend: checked rules → lazy queries of their evaluations (docs/language.md §2–§4).
 
 Every series is kept sorted by (run, step) across the whole archive, and
 window functions run over the whole column at once; a value whose window would
@@ -190,7 +190,7 @@ class Term:
 
 
 class _ShorthandCompiler:
-    """Shorthand terms over one series x (spec §3), for every rule that reads it.
+    """Shorthand terms over one series x (docs/language.md §3), for every rule that reads it.
 
     What a term reads and reports comes from its row in `meaning.TERMS`; this
     compiler computes each `Statistic` (`STATISTICS`) and each term's condition
@@ -290,7 +290,7 @@ TERM_HOLDS: dict[type, Callable[[Any, Read], pl.Expr]] = {
 
 
 def _combine(c: _ShorthandCompiler, node: ast.And | ast.Or) -> Term:
-    """Defined where every term is; value and baseline of the first term (spec §4)."""
+    """Defined where every term is; value and baseline of the first term (docs/language.md §4)."""
     terms = [c.compile(operand) for operand in node.operands]
     holds = terms[0].holds
     for term in terms[1:]:
@@ -322,7 +322,7 @@ def shorthand_frame(rules: list[Rule], series: pl.LazyFrame) -> tuple[pl.LazyFra
 
 
 class _ExpressionCompiler:
-    """Comparisons over named metrics and window functions (spec §3, full expressions).
+    """Comparisons over named metrics and window functions (docs/language.md §3, full expressions).
 
     Each metric's own series is a separate frame (its window functions are
     computed there), joined on (run, step) where all metrics are present.
@@ -535,7 +535,7 @@ def _rule_edges(fired: pl.LazyFrame, column: RuleColumns) -> pl.LazyFrame:
 
 
 def episodes(edges: pl.LazyFrame) -> pl.LazyFrame:
-    """Maximal runs of consecutive firing evaluations (spec §4), one row each.
+    """Maximal runs of consecutive firing evaluations (docs/language.md §4), one row each.
 
     Each rule's edge rows are in (run, step) order, a start before its end (one row
     when the episode is a single evaluation), so a running count of starts numbers
