@@ -36,7 +36,11 @@ class _Checker:
         named = [t for t in terms if not isinstance(t, ast.SHORTHAND_TERMS)]
         for term in named:
             if isinstance(term, ast.AppliedShorthand):
-                raise self._shorthand_after_metric(term, term.metric.name)
+                metric = term.metric
+                if not isinstance(metric, ast.MetricRef):  # `1 spike(3)`, `a*b drop(50%)`
+                    raise self.fail(term, "E108", "a shorthand can only follow a metric name",
+                                    hint="write the metric alone before it (loss spike(3x)), or a comparison")
+                raise self._shorthand_after_metric(term, metric.name)
             if isinstance(term, ast.Call) and self._is_applied_shorthand(term):
                 raise self._shorthand_after_metric(term, term.name)
         if self.mode == "when":
@@ -267,7 +271,7 @@ def inline_shorthand(body: ast.Predicate, condition_span: Span, source: str
     if any(not isinstance(t, ast.SHORTHAND_TERMS) for t in rest):
         return None
     start: int | None = None  # where the condition after the metric begins, when not at the term
-    if isinstance(first, ast.AppliedShorthand):
+    if isinstance(first, ast.AppliedShorthand) and isinstance(first.metric, ast.MetricRef):
         metric, term = first.metric, first.term
     elif (isinstance(first, ast.Comparison) and isinstance(first.left, ast.MetricRef)
           and _is_number_literal(first.right)):

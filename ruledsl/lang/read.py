@@ -53,6 +53,9 @@ def read_inline_alert(text: str) -> InlineAlert:
         if problem:
             raise RuleSyntaxError(Diagnostic("E113", problem, metric_ref.span), text)
     condition = check_condition(body, tree.sustain, span, text)
+    if condition.is_shorthand and metric is None:  # `dpo: < 0.5 -> …`: a rule that could never run
+        raise RuleSyntaxError(Diagnostic("E108", "this shorthand has no metric to apply to", condition.span,
+                                         "start the condition with the metric: 'dpo: loss < 0.5 -> …'"), text)
     message_offset = text.rstrip().rfind(tree.message) if tree.message else len(text)
     try:
         message = parse_template(tree.message)

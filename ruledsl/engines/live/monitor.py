@@ -344,7 +344,10 @@ def _as_value(raw: Any) -> float | None:
     """A metric's number; None (not logged) for anything that is not a real number."""
     if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
         return None
-    return float(raw)
+    try:
+        return float(raw)
+    except (OverflowError, ValueError, TypeError):  # 10**400, or a number type whose float() fails
+        return None
 
 
 def _same_value(a: float, b: float) -> bool:
