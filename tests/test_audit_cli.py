@@ -139,7 +139,8 @@ def test_a_file_of_another_kind_is_said(tmp_path: Path):
     notes = tmp_path / "notes.txt"
     notes.write_text("step 1: fine\n")
     result = ruledsl("audit", str(notes), str(EXAMPLES / "sft_nan"), "--format", "json")
-    assert result.returncode == 0 and f"warning: {notes}: not a log ruledsl reads" in result.stderr
+    # skipped, and said: an input given and not read (exit status 3, docs/report.md)
+    assert result.returncode == 3 and f"warning: {notes}: not a log ruledsl reads" in result.stderr
     assert {r["run"] for r in json.loads(result.stdout)} == {"sft_nan"}
 
 

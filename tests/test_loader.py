@@ -89,6 +89,14 @@ def test_schema_and_rule_model_do_not_report_one_problem_twice(tmp_path):
     assert [(p.diagnostic.code, p.diagnostic.field) for p in rule_file.problems] == [("E010", "severity")]
 
 
+def test_line_ends_are_read_as_text_mode_reads_them(tmp_path):
+    path = write(tmp_path, "a.yaml", "a", extra="window: 0\n")
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    rule_file = read_rule_file(path)
+    assert rule_file.text == path.read_text(encoding="utf-8") and "\r" not in rule_file.text
+    assert [str(p).split(": [")[0] for p in rule_file.problems] == [f"{path}:7:9"]
+
+
 def test_extension_keys_are_allowed(tmp_path):
     path = write(tmp_path, "a.yaml", "a", extra="x-owner: team-rl\n")
     rule_file = read_rule_file(path)

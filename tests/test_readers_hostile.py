@@ -328,7 +328,7 @@ def denied(monkeypatch):
         return open_(self, *args, **kwargs)
 
     def guarded_scandir(path="."):
-        if Path(path) in paths:
+        if not isinstance(path, int) and Path(path) in paths:  # shutil.rmtree scans by descriptor
             raise PermissionError(13, "Permission denied", str(path))
         return scandir(path)
 

@@ -2,19 +2,28 @@
 
 Nothing is silent (docs/language.md §4): the report ends with the rules that could never fire
 on a run (`--coverage FILE` writes them as JSON records, `--strict-coverage` fails on them),
-and what cannot be what the user meant is a usage error (exit 2): a PATH that does not exist
-(unless `--allow-missing`), a `--rules` path holding no rule file, an unknown `--trainer`, two
-`--alert`s of one name.
+an input skipped or only partly read is a warning and exit status 3 (`--strict-inputs` fails
+on it), and what cannot be what the user meant is a usage error (exit 2): a PATH that does not
+exist (unless `--allow-missing`), a `--rules` path holding no rule file, an unknown `--trainer`,
+two `--alert`s of one name, an `--output` or `--coverage` file that the audit would read.
+
+The files it writes are written whole or not at all (a temporary file beside them, renamed
+over them), and what it spills to disk while reading lives in a temporary folder of its own,
+removed however the audit ends: done, failed, Ctrl-C or SIGTERM (docs/report.md).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +32,15 @@ import polars as pl
 import typer
 
 from ruledsl.alerts import SEVERITIES, CoverageRecord, at_least, json_safe
-from ruledsl.cli.app import app, fail
+from ruledsl.cli.app import (
+    CHECK_FAILED,
+    INPUTS_INCOMPLETE,
+    INTERRUPTED,
+    Terminated,
+    app,
+    fail,
+    sigterm_unwinds,
+)
 from ruledsl.cli.progress import ProgressLine
 from ruledsl.engines.batch.archive import audit_archive
 from ruledsl.integrations.diagnostics_files import callback_rules
@@ -32,13 +49,30 @@ from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.config import ConfigError, looks_like_config_file, parse_override, read_config_file
 from ruledsl.model.loader import RULE_SUFFIXES, RuleLoadError, discover, load_rules
 from ruledsl.model.rule import Rule, rule_from_inline
-from ruledsl.readers import read_archive
+from ruledsl.readers import Archive, ReadProblem, discovery, read_archive
 from ruledsl.readers.common import Source
 from ruledsl.report import Format, ReportContext, choose_format, render
 from ruledsl.report.coverage import counts_text
+from ruledsl.report.text import printable
+
+# Shown under the options of `ruledsl audit --help` (\b: as written, not rewrapped).
+EXIT_STATUS = """\b
+Exit status, the first that applies:
+  130  interrupted (Ctrl-C); its temporary files are removed.
+  143  terminated (SIGTERM); its temporary files are removed.
+  2    nothing audited, or no report to trust: a usage error, no readable
+       run, an --output or --coverage file that the audit would read, or
+       one that cannot be written (it is left as it was).
+  1    a check failed: an alert at or above --fail-on, a rule never
+       evaluated (--strict-coverage), an input skipped or only partly read
+       (--strict-inputs).
+  3    audited, but an input was skipped or only partly read (the warnings
+       say which and why): the report lacks what it held.
+  0    every input read in full, and no check failed.
+"""
 
 
-@app.command()
+@app.command(epilog=EXIT_STATUS)
 def audit(
     paths: list[Path] = typer.Argument(..., help="Log files or directories: *.jsonl (metrics.jsonl), "
                                        "trainer_state.json (newest checkpoint), *.csv, *.parquet, TensorBoard "
@@ -57,7 +91,9 @@ def audit(
                                                    "records, docs/language.md §4), jsonl, csv, markdown or "
                                                    "html (with charts); "
                                                    "without it, the --output suffix chooses (.json, .md, …)."),
-    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout (whole or "
+                                       "not at all). Not a file the audit reads, nor one it would read as a log "
+                                       "next time (a .jsonl, .csv or .parquet inside an audited folder)."),
     max_charts: int = typer.Option(100, "--max-charts", min=0, help="Charts in a markdown or html report at "
                                    "most: those of the most severe alerts; the report says how many it left "
                                    "out (every alert stays in its table)."),
@@ -70,8 +106,11 @@ def audit(
     strict_coverage: bool = typer.Option(False, "--strict-coverage", help="Exit 1 when a rule was never "
                                          "evaluated on a run, for any reason but a `when` that is false "
                                          "(for CI on a known-good archive)."),
+    strict_inputs: bool = typer.Option(False, "--strict-inputs", help="Exit 1 when an input was skipped or "
+                                       "only partly read (a damaged line or row, an unreadable file), naming "
+                                       "them; without it, such an audit exits 3."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="A PATH that does not exist is a "
-                                       "warning, not a usage error."),
+                                       "warning, not a usage error (nor a skipped input)."),
     streaming: bool | None = typer.Option(None, "--streaming/--no-streaming", help="Run the query on polars' "
                                              "streaming engine (bounded memory). Default: only for archives "
                                              "larger than a quarter of the machine's memory."),
@@ -86,29 +125,74 @@ def audit(
                                      ".yml or .json."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
+    _check_choices(fail_on, trainer)
+    _check_paths(paths, allow_missing)
+    _check_rule_paths(rules)
+    _check_outputs(paths, output, coverage_file)
+    overrides = config_options(config)
+    rule_set = _rules(rules, trainer, no_builtin, alert)
+    missing = {path for path in paths if not path.exists()}  # --allow-missing let them be
+    with _stops_cleanly(), _scratch_folder():
+        archive, audited = _read_and_audit(paths, rule_set, trainer, streaming, overrides, no_builtin)
+        records = audited.records
+        chosen, mismatch = choose_format(output_format, output)
+        if mismatch:
+            _warn(mismatch)
+        context = ReportContext(audited.frame, rule_set, n_runs=len(audited.runs), trainer=trainer,
+                                terminal=output is None and sys.stdout.isatty(), max_charts=max_charts,
+                                coverage=audited.coverage)
+        report = render(records, chosen, context)
+        if output is not None:
+            _write_report(output, report)
+        else:
+            typer.echo(report, nl=False)
+        if coverage_file is not None:
+            _write_coverage(coverage_file, audited.coverage)
+    failed = fail_on is not None and any(at_least(s, fail_on) for s in records["severity"])
+    never = [r for r in audited.coverage if r.reason != "when_false"]
+    if strict_coverage and never:
+        typer.echo(f"--strict-coverage: {len({r.rule for r in never})} rule(s) never evaluated on "
+                   f"{len({r.run for r in never})} run(s) ({counts_text(never)})", err=True)
+    incomplete = _incomplete(archive, missing)
+    _say_incomplete(incomplete, strict_inputs)
+    if failed or (strict_coverage and never) or (strict_inputs and incomplete):
+        raise typer.Exit(CHECK_FAILED)
+    if incomplete:
+        raise typer.Exit(INPUTS_INCOMPLETE)
+
+
+def _check_choices(fail_on: str | None, trainer: str | None) -> None:
     if fail_on is not None and fail_on not in SEVERITIES:
         fail(f"--fail-on takes one of {', '.join(SEVERITIES)}, not {fail_on!r}")
     if trainer is not None:
         unknown = builtin_catalog().unknown_trainer(trainer)
         if unknown is not None:
             fail(f"--trainer: {unknown.message}")
-    _check_paths(paths, allow_missing)
-    _check_rule_paths(rules)
-    overrides = _config_options(config)
+
+
+def _rules(paths: list[Path], trainer: str | None, no_builtin: bool, alerts: list[str]) -> list[Rule]:
+    """The rule files (and the builtin library) and the --alert options, as one list."""
     try:
-        rule_set = load_rules(rules, trainer=trainer, include_builtin=not no_builtin)
+        rule_set = load_rules(paths, trainer=trainer, include_builtin=not no_builtin)
     except RuleLoadError as exc:
         fail(str(exc))
-    rule_set += _inline_alerts(alert, rule_set)
+    return rule_set + _inline_alerts(alerts, rule_set)
+
+
+def _read_and_audit(paths: list[Path], rule_set: list[Rule], trainer: str | None, streaming: bool | None,
+                    overrides: dict[str, Any], no_builtin: bool) -> tuple[Archive, Any]:
+    """The logs read (what cannot be read is a warning) and audited; a table damaged past
+    what reading it checked is salvaged, and the audit run again."""
     progress = ProgressLine("reading logs")
     archive = read_archive(list(paths), progress=progress)
     progress.close()
     for problem in archive.problems:
-        typer.echo(f"warning: {problem}", err=True)
+        _warn(problem)
     for note in archive.notes:
-        typer.echo(f"note: {note}", err=True)
+        _note(note)
     if not archive.sources:
         fail("no readable run under the given paths")
+
     def run() -> Any:
         return audit_archive(archive, rule_set, trainer=trainer, streaming=streaming, config=overrides,
                              rules_of=None if no_builtin else _callback_rules)
@@ -120,7 +204,7 @@ def audit(
             # A table damaged past the rows checked up front (a Parquet column that does not decode):
             # read each source through once, keep what decodes, say what was lost, audit again.
             for problem in archive.salvage():
-                typer.echo(f"warning: {problem}", err=True)
+                _warn(problem)
             if not archive.sources:
                 fail("no readable run under the given paths")
             audited = run()
@@ -129,31 +213,151 @@ def audit(
     except pl.exceptions.PolarsError as exc:
         fail(f"reading the logs failed: {str(exc).strip().splitlines()[0]}")
     for note in audited.notes:
-        typer.echo(f"note: {note}", err=True)
-    records, frame, runs = audited.records, audited.frame, audited.runs
-    chosen, mismatch = choose_format(output_format, output)
-    if mismatch:
-        typer.echo(f"warning: {mismatch}", err=True)
-    context = ReportContext(frame, rule_set, n_runs=len(runs), trainer=trainer,
-                            terminal=output is None and sys.stdout.isatty(), max_charts=max_charts,
-                            coverage=audited.coverage)
-    report = render(records, chosen, context)
-    if output is not None:
-        try:
-            output.write_text(report, encoding="utf-8")
-        except OSError as exc:
-            fail(f"cannot write the report to {output}: {exc.strerror or exc}")
+        _note(note)
+    return archive, audited
+
+
+def _warn(what: object) -> None:
+    """A warning on stderr, one line: paths and run ids may hold control characters."""
+    typer.echo(f"warning: {printable(what)}", err=True)
+
+
+def _note(what: object) -> None:
+    typer.echo(f"note: {printable(what)}", err=True)
+
+
+# ---------------------------------------------------------------- inputs skipped or partly read
+
+SHOWN_INPUTS = 5  # inputs named in the closing line at most
+
+
+def _incomplete(archive: Archive, missing: set[Path]) -> list[ReadProblem]:
+    """The problems that cost the audit data (`Archive.incomplete`: a run or rows not read),
+    but for the PATHs that --allow-missing let be missing: their absence was expected."""
+    return [p for p in archive.incomplete if p.path not in missing]
+
+
+def _say_incomplete(incomplete: list[ReadProblem], strict: bool) -> None:
+    """One closing line naming the inputs skipped or only partly read (the warnings above
+    say why), so that a CI log shows why the status is 3 (or 1 with --strict-inputs)."""
+    inputs = list(dict.fromkeys(p.path for p in incomplete))
+    if not inputs:
+        return
+    named = ", ".join(map(str, inputs[:SHOWN_INPUTS]))
+    if len(inputs) > SHOWN_INPUTS:
+        named += f" and {len(inputs) - SHOWN_INPUTS} more"
+    what = f"{len(inputs)} input(s) skipped or only partly read: {named}"
+    if strict:
+        typer.echo(printable(f"--strict-inputs: {what}"), err=True)
     else:
-        typer.echo(report, nl=False)
-    if coverage_file is not None:
-        _write_coverage(coverage_file, audited.coverage)
-    failed = fail_on is not None and any(at_least(s, fail_on) for s in records["severity"])
-    never = [r for r in audited.coverage if r.reason != "when_false"]
-    if strict_coverage and never:
-        typer.echo(f"--strict-coverage: {len({r.rule for r in never})} rule(s) never evaluated on "
-                   f"{len({r.run for r in never})} run(s) ({counts_text(never)})", err=True)
-    if failed or (strict_coverage and never):
-        raise typer.Exit(1)
+        typer.echo(printable(f"warning: {what} (exit status {INPUTS_INCOMPLETE}; --strict-inputs fails "
+                             f"instead)"), err=True)
+
+
+# ---------------------------------------------------------------- stopping, and temporary files
+
+
+@contextlib.contextmanager
+def _stops_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the audit with their own exit status (130, 143) and one line
+    on stderr, once the `with` blocks inside them have removed the temporary files; without
+    this, SIGTERM killed the process and left what it had spilled (hundreds of MB)."""
+    with sigterm_unwinds():
+        try:
+            yield
+        except KeyboardInterrupt:
+            _stopped("interrupted (Ctrl-C)")
+            raise typer.Exit(INTERRUPTED) from None
+        except Terminated:
+            _stopped("terminated (SIGTERM)")
+            raise
+
+
+def _stopped(how: str) -> None:
+    with contextlib.suppress(OSError):  # stderr may be gone with whoever stopped us
+        typer.echo(f"error: {how}: the audit stopped, its temporary files are removed", err=True)
+
+
+SCRATCH_PREFIX = "ruledsl-audit-"
+
+
+@contextlib.contextmanager
+def _scratch_folder() -> Iterator[Path]:
+    """A temporary folder of this audit's own (in TMPDIR), where the readers spill what they
+    parse of a large log (`readers.common.Spill` makes its folders with tempfile, whose
+    default folder this is while the audit runs), removed when the audit ends, however it
+    ends. The reports read those files, so the folder lasts until they are written. polars'
+    own spills go to the process's folder meanwhile (`_polars_spill_folder`)."""
+    polars_folder = _polars_spill_folder()
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    except OSError as exc:
+        fail(f"cannot make a temporary folder in {tempfile.gettempdir()}: {exc.strerror or exc} "
+             "(TMPDIR chooses where)")
+    before, polars_before = tempfile.tempdir, os.environ.get(POLARS_SPILLS)
+    tempfile.tempdir = str(folder)
+    if polars_folder is not None:
+        os.environ[POLARS_SPILLS] = str(polars_folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = before
+        _restore_variable(POLARS_SPILLS, polars_before)  # not handed down to what this process starts later
+        with _sigterm_held():
+            _remove(folder)
+
+
+def _remove(folder: Path) -> None:
+    try:
+        folder.rmdir()  # the common case: nothing was spilled
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _restore_variable(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _sigterm_held() -> Iterator[None]:
+    """SIGTERM held back (delivered on the way out): a clean-up is not cut short half way."""
+    held = {signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+POLARS_SPILLS = "POLARS_OOC_SPILL_DIR"
+_polars_spills: list[Path] = []  # the process's folder for polars' spills, once made
+
+
+def _polars_spill_folder() -> Path | None:
+    """Where polars spills during the audits of this process. Past its memory budget, polars'
+    streaming engine spills to disk: by default under /var/tmp/polars-$USER/spill/PID, a
+    folder it never removes. polars (2.1) reads POLARS_OOC_SPILL_DIR once a process and
+    panics should that folder go, so this folder is the process's rather than one audit's:
+    made in the temporary folder (or inside the user's own POLARS_OOC_SPILL_DIR, keeping
+    the disk they chose) before the first query, removed at exit, which Ctrl-C and SIGTERM
+    (`sigterm_unwinds`) reach too. None: it cannot be made (polars spills where it would)."""
+    if not _polars_spills:
+        chosen = os.environ.get(POLARS_SPILLS) or None
+        try:
+            if chosen is not None:
+                os.makedirs(chosen, exist_ok=True)
+            folder = Path(tempfile.mkdtemp(prefix="ruledsl-polars-", dir=chosen))
+        except OSError:
+            return None  # the audit's own folder, made next, says why when it cannot be made either
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _polars_spills.append(folder)
+    return _polars_spills[0]
+
+
+# ---------------------------------------------------------------- rules and paths
 
 
 def _callback_rules(source: Source) -> list[Rule] | None:
@@ -166,8 +370,7 @@ def _callback_rules(source: Source) -> list[Rule] | None:
     try:
         return callback_rules(json.loads(source.metadata.read_text(encoding="utf-8")))
     except (OSError, ValueError) as exc:  # RuleLoadError and RuleSyntaxError are ValueErrors
-        typer.echo(f"warning: {source.metadata}: the callback's rules cannot be read back ({exc}); "
-                   "the audit's rules run on it", err=True)
+        _warn(f"{source.metadata}: the callback's rules cannot be read back ({exc}); the audit's rules run on it")
         return None
 
 
@@ -227,28 +430,122 @@ def _alert_name(text: str) -> tuple[str | None, str]:
     return named["name"], text[named.end():]
 
 
+# ---------------------------------------------------------------- the files the audit writes
+
+
+def _check_outputs(paths: list[Path], output: Path | None, coverage: Path | None) -> None:
+    """Before anything is read or written: a file the audit writes is none it reads, now or
+    the next time (a report inside an audited folder under a log's name would be audited as
+    a run), and --output and --coverage are two files."""
+    for option, target in (("--output", output), ("--coverage", coverage)):
+        if target is None:
+            continue
+        for path in paths:
+            clash = _clash(target, path)
+            if clash:
+                fail(f"{option} {target} {clash}; write it elsewhere or under another name")
+    if output is not None and coverage is not None and _same_file(output, coverage):
+        fail(f"--output and --coverage both name {output}; give each a file of its own")
+
+
+def _clash(target: Path, path: Path) -> str | None:
+    """How writing `target` would overwrite or feed the audited PATH `path`, or None."""
+    if not path.exists():  # --allow-missing
+        return None
+    if _same_file(target, path):
+        return f"is the audited input {path}"
+    if path.is_dir() and _read_as_log(target, path):
+        return f"is inside the audited folder {path}, where it would be read as a log (now or the next time)"
+    return None
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """The same file: through links, hard links, `./a` and `a`; a file not made yet by its path."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return _real(one) == _real(other)
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def _read_as_log(target: Path, folder: Path) -> bool:
+    """Whether reading `folder` reads `target` (readers/discovery.py): a log's name (or the
+    callback's run.json, which configures the run beside it) in no hidden folder below it."""
+    try:
+        relative = _real(target).relative_to(_real(folder))
+    except ValueError:
+        return False
+    if any(part.startswith(".") for part in relative.parts[:-1]):  # the walk skips hidden folders
+        return False
+    name = relative.name
+    if name == discovery.RUN_META_FILE:
+        return True
+    return discovery.is_log_file(Path(name)) and name != discovery.ALERTS_FILE
+
+
+def _write_report(path: Path, report: str) -> None:
+    try:
+        _write_atomically(path, report)
+    except OSError as exc:
+        fail(f"cannot write the report to {path}: {_why(exc)} ({path} is left as it was)")
+
+
 def _write_coverage(path: Path, coverage: list[CoverageRecord]) -> None:
-    """The coverage as a JSON array of records, written atomically: a temporary file in the
-    same folder, then renamed over `path` (a reader never sees half a file)."""
+    """The coverage as a JSON array of records, written as the report is."""
     text = json.dumps([json_safe(r.as_dict()) for r in coverage], indent=2) + "\n"
     try:
         _write_atomically(path, text)
     except OSError as exc:
-        fail(f"cannot write the coverage to {path}: {exc.strerror or exc}")
-    typer.echo(f"coverage: {len(coverage)} record(s) written to {path}", err=True)
+        fail(f"cannot write the coverage to {path}: {_why(exc)} ({path} is left as it was)")
+    typer.echo(printable(f"coverage: {len(coverage)} record(s) written to {path}"), err=True)
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """`text` in `path`, whole or not at all: written to a temporary file in the same folder,
+    flushed to disk, then renamed over `path`. A reader never sees half a file, and a write
+    that fails (a full disk, a file size limit, Ctrl-C) leaves the previous file as it was
+    and no temporary file behind. Through a link, the file it names is replaced."""
+    target = _real(path)
+    mode = _mode_for(target)
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        # backslashreplace: a lone surrogate (an undecodable file name) cannot fail the write
+        with os.fdopen(descriptor, "w", encoding="utf-8", errors="backslashreplace") as out:
             out.write(text)
-        os.chmod(temporary, 0o666 & ~_umask())  # as a plain open() would create it
-        os.replace(temporary, path)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    _sync_folder(target.parent)
+
+
+def _mode_for(target: Path) -> int:
+    """The permissions a plain open() would leave: the file's own, or the default for a new one."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _sync_folder(folder: Path) -> None:
+    """The rename made durable (where the file system lets a folder be synced)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _umask() -> int:
@@ -257,7 +554,7 @@ def _umask() -> int:
     return mask
 
 
-def _config_options(values: list[str]) -> dict[str, Any]:
+def config_options(values: list[str]) -> dict[str, Any]:
     """The --config options as one set of keys, later ones winning; a null is kept (it removes
     the key from what the logs keep). A malformed one is a usage error naming it."""
     overrides: dict[str, Any] = {}

@@ -19,7 +19,11 @@ never evaluated on the run, with their reasons (also kept in run.json).
 Everything is checked in the constructor (the trainer id, each rule, each custom
 alert and its name): a mistake fails there, never at the start of training.
 Nothing in here may stop training except `stop_on`: each part runs behind a fuse
-(fault_guard.Fuse) and is switched off on its first fault. This module imports
+(fault_guard.Fuse) and is switched off on its first fault. No logged value is a fault:
+the row is read once (diagnostics_files.metrics_row) for the rules and metrics.jsonl
+alike, and what is no number there is left out of both and said once per key, a row
+whose step names no training step skipped and said once (docs/callback.md, "What the
+callback does with odd values"). This module imports
 transformers; `import ruledsl` does not import this module.
 """
 
@@ -43,8 +47,9 @@ from ruledsl import __version__
 from ruledsl.alerts import SEVERITIES, CoverageRecord, at_least
 from ruledsl.compile import compile_rules
 from ruledsl.engines.live.monitor import Monitor
+from ruledsl.engines.live.values import OnceEach, shown, training_step
 from ruledsl.integrations.console import LOG_LEVELS, alert_text, coverage_at_end, coverage_so_far, is_plain, say
-from ruledsl.integrations.diagnostics_files import DiagnosticsFiles, rules_kept
+from ruledsl.integrations.diagnostics_files import DiagnosticsFiles, metrics_row, rules_kept
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
 from ruledsl.lang.errors import RuleSyntaxError
@@ -114,6 +119,8 @@ class DiagnosticsCallback(TrainerCallback):
         self._faults_seen = 0
         self._notices_seen = 0
         self._coverage_said = False  # the "N of M rules see their keys" line, after the first training row
+        self._left_out = OnceEach(self._warn)  # keys whose values were left out of a row: said once each
+        self._rows_noted: set[str] = set()  # the kinds of rows skipped whole (no step, no mapping): said once each
         self.coverage: list[CoverageRecord] | None = None  # at the end of training: the rules never evaluated
 
     # ------------------------------------------------------------ hooks (each fully guarded)
@@ -175,6 +182,13 @@ class DiagnosticsCallback(TrainerCallback):
         else:
             logger.log(level, text)
 
+    def _warn(self, text: str) -> None:
+        """Something skipped: a warning through `logging`, and on stderr (the main process, with
+        `console`) like a fuse's, since an application that configures no logging sees no record."""
+        logger.warning(text)
+        if self.console and self._main:
+            print(text, file=sys.stderr, flush=True)
+
     def _open_files(self, args) -> DiagnosticsFiles:
         directory = self.output_dir or Path(str(args.output_dir)) / DIAGNOSTICS_DIR
         files = DiagnosticsFiles(directory)
@@ -200,20 +214,47 @@ class DiagnosticsCallback(TrainerCallback):
     def _log(self, args, state, control, logs) -> None:
         if not self._watching:
             self._begin(args, state)
-        if not logs:
+        read = self._read_row(state, logs)
+        if read is None:
             return
-        step = int(state.global_step)
+        step, row = read
         if self.files is not None:
-            self.fuse.run("metrics.jsonl", self.files.write_metrics, step, logs)
+            self.fuse.run("metrics.jsonl", self.files.write_metrics, step, row)
         if self.monitor is None:
             return
-        events = self.fuse.run(RULES, self.monitor.update, step, dict(logs)) or []
+        events = self.fuse.run(RULES, self.monitor.update, step, row) or []
         self._report_monitor_news()
         for event in events:
             self._handle(event, args, control)
-        if self._main and not self._coverage_said and _is_training_row(logs):
+        if self._main and not self._coverage_said and _is_training_row(row):
             self._coverage_said = True
             self.fuse.run(COVERAGE, self._announce_coverage_so_far)
+
+    def _read_row(self, state, logs) -> tuple[int, dict[str, Any]] | None:
+        """The step and the row as the rules and metrics.jsonl take them (None: nothing to read);
+        what is left out is said once per key, a row skipped whole once per reason."""
+        if logs is None:
+            return None
+        if not isinstance(logs, Mapping):
+            self._skipped_row("no_mapping", f"on_log got {shown(logs)}, not a mapping of keys to values")
+            return None
+        if not logs:
+            return None
+        given = getattr(state, "global_step", None)
+        step = training_step(given)
+        if step is None:
+            self._skipped_row("no_step", f"state.global_step is {shown(given)}, which names no training step")
+            return None
+        row, left_out = metrics_row(logs)
+        for key, why in left_out:
+            self._left_out.note(key, f"ruledsl: at step {step}, {why}: it is left out of the rules and "
+                                     f"metrics.jsonl (said once per key)")
+        return step, row
+
+    def _skipped_row(self, kind: str, why: str) -> None:
+        if kind not in self._rows_noted:
+            self._rows_noted.add(kind)
+            self._warn(f"ruledsl: {why}: the row is skipped, for the rules and metrics.jsonl (said once)")
 
     def _announce_coverage_so_far(self) -> None:
         """After the first training row: how many rules see their keys, and the others with why."""
@@ -240,7 +281,7 @@ class DiagnosticsCallback(TrainerCallback):
         self._faults_seen = len(faults)
         notices = getattr(self.monitor, "notices", [])
         for notice in notices[self._notices_seen:]:
-            logger.warning("ruledsl: %s", notice)
+            self._warn(f"ruledsl: {notice}")
         self._notices_seen = len(notices)
 
     def _handle(self, event, args, control) -> None:
@@ -419,7 +460,7 @@ def _same_rule(text: str, rule: Rule) -> bool:
         return False
 
 
-def _is_training_row(logs: Mapping[str, Any]) -> bool:
+def _is_training_row(logs: Mapping[str, Any]) -> bool:  # keys are text: a row from metrics_row
     """A row of training metrics (not an evaluation row, not the summary row at the end)."""
     return any(key not in NOT_TRAINING and not key.startswith(("eval_", "test_")) for key in logs)
 

@@ -7,6 +7,13 @@ live event; `run.json` describes the run (its trainer, rules and configuration:
 `ruledsl audit` reads the trainer and the configuration back) and is replaced
 atomically, in the JSON of docs/language.md §4 (non-finite numbers as "nan", "inf", "-inf").
 
+A line of metrics.jsonl is `{"step": global_step, key: value, …}` where every value is
+a number (NaN and ±inf as the tokens Python's json writes) or null: the row as the live
+rules read it (`metrics_row`, ruledsl/engines/live/values.py), so that `ruledsl audit`
+of the file finds what the callback found. What a logged row holds besides (a text, a
+boolean, an object whose float() fails, a key that is no text, a key named `step` or
+`run`, which are the line's own fields) is left out of the line, and the callback says so.
+
 run.json also keeps the rules the callback ran, so that an audit of the folder can
 run exactly those again (`callback_rules` reads them back):
 
@@ -25,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ruledsl.alerts import json_safe
+from ruledsl.engines.live.values import metric_value, shown, why_no_value
 
 if TYPE_CHECKING:  # read only when rules are read back (the model imports nothing from here)
     from ruledsl.model.rule import Rule
@@ -38,16 +47,49 @@ if TYPE_CHECKING:  # read only when rules are read back (the model imports nothi
 METRICS_FILE = "metrics.jsonl"
 ALERTS_FILE = "alerts.jsonl"
 RUN_FILE = "run.json"
+# A line's own fields: a JSON log reader takes `step` as the row's step and `run` as the name of
+# one of several runs in the file, so a logged key of either name is not written as a metric.
+LINE_FIELDS = ("step", "run")
+
+Value = int | float | None
+KEPT_TYPES = frozenset({float, type(None)})
 
 
-def _log_value(value: Any) -> Any:
-    # metrics.jsonl keeps NaN/Infinity as the tokens Python's json writes (like trainer_state.json)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
+class MetricsRow(dict[str, Value]):
+    """A row `metrics_row` has read: the callback reads each row once, for the rules and the file."""
+
+
+def metrics_row(logs: Mapping[Any, Any]) -> tuple[MetricsRow, list[tuple[Any, str]]]:
+    """The logged row as metrics.jsonl keeps it and the live rules read it (one reading for both):
+    text keys to numbers or null; and what it leaves out, as (key, why) pairs.
+
+    An int stays an int (written exactly; every reader gives the float the rules get); a number
+    past any float is ±inf (written as Python's json writes it: `Infinity`), as the readers read
+    the integer itself; every other number is its float (NaN as `NaN`)."""
+    if _as_kept(logs):
+        return MetricsRow(logs), []
+    row = MetricsRow()
+    left_out: list[tuple[Any, str]] = []
+    for key, raw in logs.items():
+        if not isinstance(key, str):
+            left_out.append((key, f"the key {shown(key)} is no text (no rule can name it)"))
+        elif key in LINE_FIELDS:
+            left_out.append((key, f"the key {key!r} is a field of metrics.jsonl's lines, not a metric"))
+        else:
+            value = metric_value(raw)
+            if value is None and raw is not None:
+                left_out.append((key, f"{shown(key)} is {why_no_value(raw)}, not a number"))
+            else:
+                row[key] = raw if type(raw) is int and value is not None and math.isfinite(value) else value
+    return row, left_out
+
+
+def _as_kept(logs: Mapping[Any, Any]) -> bool:
+    """Whether the row is already as metrics.jsonl keeps it, as a Trainer's rows are: text keys,
+    none of them a line's own field, floats and nulls. Checked with set operations that run in C:
+    the callback reads every row."""
+    return (set(map(type, logs.values())) <= KEPT_TYPES and set(map(type, logs)) <= {str}
+            and logs.keys().isdisjoint(LINE_FIELDS))
 
 
 class DiagnosticsFiles:
@@ -57,9 +99,10 @@ class DiagnosticsFiles:
         self._metrics = open(self.directory / METRICS_FILE, "a", encoding="utf-8")
         self._alerts = open(self.directory / ALERTS_FILE, "a", encoding="utf-8")
 
-    def write_metrics(self, step: int, logs: Mapping[str, Any]) -> None:
-        row = {"step": step, **{k: _log_value(v) for k, v in logs.items() if k != "step"}}
-        self._metrics.write(json.dumps(row) + "\n")
+    def write_metrics(self, step: int, logs: Mapping[Any, Any]) -> None:
+        """One line: the step and `metrics_row(logs)` (what it leaves out is the caller's to say)."""
+        row = logs if isinstance(logs, MetricsRow) else metrics_row(logs)[0]
+        self._metrics.write(json.dumps({"step": step, **row}) + "\n")
         self._metrics.flush()
 
     def write_event(self, event: Mapping[str, Any]) -> None:

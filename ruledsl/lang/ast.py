@@ -289,6 +289,18 @@ def walk(node: Node) -> Iterator[Node]:
         stack.extend(reversed(children(current)))
 
 
+def depth(node: Node) -> int:
+    """The number of levels of the tree under `node` (1 for a leaf), without recursion.
+    The parser keeps it at most ruledsl.lang.parser.MAX_DEPTH for the body of any condition."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children(current))
+    return deepest
+
+
 def leaves(predicate: Predicate) -> list[Predicate]:
     """The terms of an and/or/not combination, in source order."""
     found: list[Predicate] = []

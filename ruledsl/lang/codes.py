@@ -25,9 +25,12 @@ class Code:
 
 
 _TABLE = [
-    Code("E001", "unreadable file", "The rule file cannot be read (missing, a directory, not UTF-8)."),
+    Code("E001", "unreadable file", "The rule file cannot be read: missing, not UTF-8, not a regular file (a "
+         "directory, a FIFO, a device: never opened, they could block or never end), or larger than 1 MiB."),
     Code("E002", "invalid YAML", "The file is not YAML that ruledsl accepts: a syntax error, several documents in "
-         "one file, or a tag such as `!!python/object` (rule files are data; nothing in them is executed)."),
+         "one file, a tag such as `!!python/object` (rule files are data; nothing in them is executed), an anchor "
+         "(`&a`) or alias (`*a`) (a few aliases can expand a small file into gigabytes), a line longer than "
+         "65,536 characters, or a value nested more than 64 levels deep."),
     Code("E003", "duplicate rule name", "Two rules share a `name`; names must be unique across the rule set "
          "that is loaded together (including the builtin library unless `--no-builtin`)."),
     Code("E004", "duplicate key", "A key appears twice in one mapping. YAML keeps only the last value, so the "
@@ -48,7 +51,10 @@ _TABLE = [
     Code("E105", "bad number", "A number that does not fit its place: `range(a, b)` with a > b, a percentage "
          "outside drop()/rise(), a multiplier outside spike(), a non-positive percentage or factor, a negative "
          "flat() tolerance, or a number too large."),
-    Code("E106", "too deeply nested", "The condition nests deeper than 64 levels."),
+    Code("E106", "too deeply nested", "The condition nests deeper than 64 levels: each `not`, unary minus, "
+         "function call, comparison and and/or inside another counts one, and so does each operator of a chain "
+         "(`a + b + c` is `(a + b) + c`: two levels); parentheses alone count nothing. Split it into several "
+         "rules, or use sum() or mean() of a window."),
     Code("E107", "too long", "The text is longer than the limit (4096 characters)."),
     Code("E108", "mixed styles", "A shorthand (`< 0.5`, `drop(50%)`) mixed with comparisons that name metrics, "
          "or a shorthand written after a metric name in a rule file (give the metric in `metric:`)."),
@@ -87,6 +93,11 @@ _TABLE = [
          "windows from its functions (`mean(loss, 20)`)."),
     Code("W005", "template field renders n/a", "The message uses a field that does not apply to this rule "
          "(`baseline` outside drop/rise/spike, `window` or `threshold` of a full expression); it renders `n/a`."),
+    Code("W006", "removed trainers only", "Every trainer in `trainers` is one TRL has removed (docs/language.md "
+         "§8 lists the releases that had it): the rule audits old logs but never runs on a current one."),
+    Code("W007", "eval and training keys mixed", "A full expression reads `eval_*` keys and training keys: "
+         "evaluation and training rows share a step only where eval_steps and logging_steps coincide, so "
+         "the condition is evaluated only there (possibly never)."),
 ]
 
 CODES: dict[str, Code] = {c.code: c for c in _TABLE}

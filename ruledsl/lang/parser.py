@@ -20,7 +20,7 @@ from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, Span
 from ruledsl.resources import data_dir
 
 MAX_LENGTH = 4096  # characters in one condition or inline alert
-MAX_DEPTH = 64  # nesting of parentheses, `not` and unary minus
+MAX_DEPTH = 64  # levels of the condition's syntax tree, each operator of a chain counted (_check_depth)
 
 GRAMMAR_FILE = "ruledsl.lark"
 
@@ -241,22 +241,100 @@ def _hint_for(found: str, previous: str) -> str | None:
 
 
 # ---------------------------------------------------------------- depth guard
+#
+# Everything after the parser walks the syntax tree recursively (Lark's transformer, the
+# checker, both engines' compilers, `explain`, a frozen node's hash and repr), so its depth
+# is bounded here, once, before any of them runs. The depth is that of the tree of
+# ruledsl.lang.ast nodes, measured on the parse tree without recursion: each parse node
+# becomes one ast node, except that
+#   * the k operands of a `sum` or `product` become a chain of k - 1 BinaryOp nodes leaning
+#     left (`_ToAst._fold`: a + b + c is (a + b) + c), operand j lying k - max(j, 1) levels
+#     below the chain's top: every operator of a chain adds a level;
+#   * `loss not range(…)` puts its term under a Not of its own (`_ToAst.applied_negation`);
+#   * the numbers of a shorthand term (`< 1`, `range(a, b)`) are its fields, not nodes under it
+#     (`ast.children`): a term is a leaf.
+# Parentheses only group: `((a)) > 1` is the tree of `a > 1`, and so costs nothing.
+# tests/test_deep_conditions.py checks this measure against the depth of the ast built.
+
+_CHAINS = frozenset({"sum", "product"})
+_TERM_FIELDS = frozenset({"shorthand_number"})
+_CHAIN_HINT = "split it into several rules, or use sum()/mean() of a window"
+_NESTING_HINT = "simplify it (repeated 'not' or '-', calls inside calls), or split it into several rules"
 
 
 def _check_depth(tree: Tree[Token], text: str) -> None:
-    """Refuse trees nested deeper than MAX_DEPTH before anything recurses over them."""
-    stack: list[tuple[Tree[Token] | Token, int]] = [(tree, 1)]
+    """Refuse a condition whose ast would be deeper than MAX_DEPTH (E106), placed where reading
+    the text left to right first makes it too deep."""
+    heights = _heights(tree)
+    if heights[id(tree)] <= MAX_DEPTH:
+        return
+    place = _crossing(tree, heights)
+    if isinstance(place, Token):
+        raise _error(text, cast(int, place.start_pos),
+                     f"the condition nests more than {MAX_DEPTH} levels deep: each operator of a chain "
+                     f"such as a + b + c adds a level", code="E106", hint=_CHAIN_HINT)
+    raise _error(text, _tree_span(place, text).start, f"the condition nests more than {MAX_DEPTH} levels deep",
+                 code="E106", hint=_NESTING_HINT)
+
+
+def _levels(node: Tree[Token]) -> list[tuple[Tree[Token], int]]:
+    """The parse nodes under `node`, in source order, each with how many ast levels below it it lies."""
+    subtrees = [c for c in node.children if isinstance(c, Tree) and c.data not in _TERM_FIELDS]
+    if node.data in _CHAINS:
+        return [(c, len(subtrees) - max(j, 1)) for j, c in enumerate(subtrees)]
+    if node.data == "applied_negation":  # `sum NOT negation`: the term one level further, under its Not
+        metric, term = subtrees
+        return [(metric, 1), (term, 2)]
+    return [(c, 1) for c in subtrees]
+
+
+def _heights(tree: Tree[Token]) -> dict[int, int]:
+    """id(parse node) → the number of ast levels of its subtree (1 for a leaf), computed bottom up."""
+    heights: dict[int, int] = {}
+    stack: list[tuple[Tree[Token], bool]] = [(tree, False)]
     while stack:
-        node, depth = stack.pop()
-        if not isinstance(node, Tree):
+        node, children_done = stack.pop()
+        if children_done:
+            heights[id(node)] = max([offset + heights[id(c)] for c, offset in _levels(node)], default=1)
+        else:
+            stack.append((node, True))
+            stack.extend((c, False) for c, _offset in _levels(node))
+    return heights
+
+
+def _crossing(tree: Tree[Token], heights: dict[int, int]) -> Tree[Token] | Token:
+    """Where the text, read left to right, first holds a tree deeper than MAX_DEPTH: the
+    node that lies too deep, or the operator that makes a chain too long."""
+    node, depth = tree, 1  # depth: the ast level of `node` in the text read so far
+    while depth <= MAX_DEPTH:
+        if node.data in _CHAINS:
+            found = _chain_crossing(node, depth, heights)
+            if isinstance(found, Token):
+                return found
+            node, depth = found
             continue
-        if depth > MAX_DEPTH:
-            span = _tree_span(node, text)
-            raise _error(
-                text, span.start, f"the condition nests more than {MAX_DEPTH} levels deep",
-                code="E106", hint="simplify it: remove parentheses or repeated 'not'/'-'",
-            )
-        stack.extend((child, depth + 1) for child in node.children)
+        # a node's other children stay where they are as the text goes on: the first one too deep
+        node, depth = next((c, depth + offset) for c, offset in _levels(node)
+                           if depth + offset + heights[id(c)] - 1 > MAX_DEPTH)
+    return node
+
+
+def _chain_crossing(node: Tree[Token], depth: int, heights: dict[int, int]) -> Token | tuple[Tree[Token], int]:
+    """In a chain a ∘ b ∘ c … at level `depth`, too deep: the operand too deep in itself (with
+    its level), or the operator that pushes what was read of the chain one level too far down."""
+    operands, operators = node.children[0::2], node.children[1::2]
+    first = cast("Tree[Token]", operands[0])
+    deepest = heights[id(first)] - 1  # the chain read so far reaches depth + (operators read) + deepest
+    if depth + deepest > MAX_DEPTH:  # the first operand alone, not yet under any operator
+        return first, depth
+    for i in range(1, len(operands)):
+        if depth + i + deepest > MAX_DEPTH:
+            return cast(Token, operators[i - 1])
+        operand = cast("Tree[Token]", operands[i])
+        if depth + heights[id(operand)] > MAX_DEPTH:  # the newest operand lies one level below the top
+            return operand, depth + 1
+        deepest = max(deepest, heights[id(operand)] - i)
+    raise AssertionError("a chain deeper than MAX_DEPTH has a place where it becomes so")
 
 
 # ---------------------------------------------------------------- tree → ast

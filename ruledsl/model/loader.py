@@ -8,11 +8,17 @@ file that cannot be read or a rule that does not validate makes `load_rules`
 raise `RuleLoadError` listing every problem in every file. A trainer id the
 metric catalog does not have is such a problem (E020, docs/language.md §8), wherever
 the file is loaded: `audit --rules`, the callback's `rules_dir`, `ruledsl test`, lint.
+
+Only a regular file of at most `MAX_RULE_FILE_BYTES` is read (E001 otherwise): a FIFO is
+never opened (that blocks until a writer comes), a device is never read (`/dev/zero` never
+ends), and a large file is refused from its size, before a byte of it is read.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +31,15 @@ from ruledsl.model.yaml_source import YamlDocument, YamlError, read_yaml
 from ruledsl.resources import data_dir
 
 RULE_SUFFIXES = (".yaml", ".yml")
+# The largest rule file read, in bytes. A rule file holds one rule and a few short test cases: the
+# builtin library's largest is under 6 KB. Parsing keeps a Python object per YAML node, ~250 bytes
+# of memory per byte of a long series (a 10 MB file took 26 s and 2.6 GB to lint), so 1 MiB bounds a
+# read at a few seconds and a few hundred MB, and is still far more than any rule needs.
+MIB = 1024 * 1024
+MAX_RULE_FILE_BYTES = 1 * MIB
+# Not a regular file: what `stat` calls it, for the E001 message.
+FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 # A `trainers` item written as an id (any case): one the catalog lacks is E020, with a did-you-mean.
 # Other text (`*`, `grpo ppo`) keeps the rule model's and the schema's words about its shape.
 TRAINER_WORD = re.compile(r"[A-Za-z0-9_]+\Z")
@@ -107,11 +122,11 @@ def read_rule_file(path: Path, *, check_schema: bool = True, catalog: Catalog | 
     The ids in `trainers` are checked against `catalog` (default: the builtin metric catalog).
     """
     rule_file = RuleFile(Path(path))
-    try:
-        rule_file.text = rule_file.path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        rule_file.problem(Diagnostic("E001", f"cannot read the file: {exc}"))
+    text = read_rule_text(rule_file.path)
+    if isinstance(text, Diagnostic):
+        rule_file.problem(text)
         return rule_file
+    rule_file.text = text
     try:
         rule_file.document = read_yaml(rule_file.text)
     except YamlError as exc:
@@ -119,6 +134,58 @@ def read_rule_file(path: Path, *, check_schema: bool = True, catalog: Catalog | 
         return rule_file
     _build_rule(rule_file, rule_file.document, check_schema, catalog)
     return rule_file
+
+
+def read_rule_text(path: Path) -> str | Diagnostic:
+    """The text of the rule file at `path`, or the E001 that says why it is not read.
+
+    The kind and size are checked from `stat` (following symbolic links) before the file is
+    opened, and again on the open file, which may have been replaced in between; then at
+    most one byte more than the limit is read, in case it grew.
+    """
+    try:
+        refused = _refusal(os.stat(path), path)
+        if refused is not None:
+            return refused
+        with open(path, "rb", opener=_opener_never_blocking) as stream:
+            refused = _refusal(os.fstat(stream.fileno()), path)
+            if refused is not None:
+                return refused
+            content = stream.read(MAX_RULE_FILE_BYTES + 1)
+        if len(content) > MAX_RULE_FILE_BYTES:
+            return _too_large(f"the file grew beyond {MAX_RULE_FILE_BYTES:,} bytes while it was read")
+        return _universal_newlines(content.decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return Diagnostic("E001", f"cannot read the file: {exc}")
+
+
+def _universal_newlines(text: str) -> str:
+    """Line ends as text mode reads them (\\r\\n and \\r become \\n): spans and snippets count lines by \\n."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _opener_never_blocking(path: str, flags: int) -> int:
+    """Open without waiting: a FIFO put at `path` after it was checked fails the second check instead."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _refusal(status: os.stat_result, path: Path) -> Diagnostic | None:
+    """E001 for what a rule file must not be: anything but a regular file, or larger than the limit."""
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for is_kind, name in FILE_KINDS if is_kind(status.st_mode)), "a special file")
+        target = f" ({os.path.realpath(path)})" if os.path.islink(path) else ""
+        return Diagnostic("E001", f"not a regular file: this is {kind}{target}",
+                          hint="give the path of a .yaml file; a pipe or device could block or never end")
+    if status.st_size > MAX_RULE_FILE_BYTES:
+        return _too_large(f"the file is {status.st_size:,} bytes")
+    return None
+
+
+def _too_large(what: str) -> Diagnostic:
+    return Diagnostic("E001", f"{what}; rule files are at most {MAX_RULE_FILE_BYTES / MIB:g} MiB "
+                      f"({MAX_RULE_FILE_BYTES:,} bytes)",
+                      hint="a rule file holds one rule: keep its test series to the few dozen values that show "
+                      "it fire or stay silent")
 
 
 def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool, catalog: Catalog | None) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from ruledsl.alerts import SEVERITIES
 from ruledsl.lang import ast
 from ruledsl.lang.errors import Diagnostic, RuleSyntaxError, RuleValidationError, Span
-from ruledsl.lang.meaning import MAX_STEPS, MAX_WINDOW
+from ruledsl.lang.meaning import MAX_STEPS, MAX_WINDOW, is_pattern
 from ruledsl.lang.read import parse_condition, parse_when, read_inline_alert
 from ruledsl.lang.templates import Template, parse_template
 from ruledsl.model.catalog import Catalog, trainer_catalog
@@ -147,6 +147,11 @@ class _RuleReader:
             self.problem("metric", "a shorthand condition needs the rule's `metric`", code="E302",
                          hint="add `metric: <log key>`, or name the metric in the condition, "
                          "e.g. 'loss < 0.5'")
+        metric = values["metric"]
+        if condition is not None and not condition.is_shorthand and isinstance(metric, str) and is_pattern(metric):
+            self.problem("metric", f"the metric pattern '{metric}' only goes with a shorthand condition; this "
+                         "condition is a full expression, which names its own metrics", code="E113",
+                         hint="remove `metric`, or write the condition as a shorthand (`< 0.5`)")
         if self.problems:
             raise RuleValidationError(self.problems, name if isinstance(name, str) else None)
         assert condition is not None  # a required field: without it, there was a problem

@@ -6,6 +6,11 @@ or a syntax error inside a condition string can then point at line and column
 of the file. Duplicate keys, which PyYAML silently lets the last one win, are
 found on the way.
 
+What YAML allows but a rule file must not hold is refused before anything is built, each an
+E002 at its place: anchors and aliases (`&a`, `*a`: a few hundred bytes of aliases to aliases
+expand into gigabytes, and no rule needs them), lines longer than `MAX_LINE_LENGTH`, values
+nested deeper than `MAX_DEPTH`, and integers too long for Python's `int()` (over 4300 digits).
+
 Paths are tuples of mapping keys and list indices, as in JSON Schema errors:
 `("tests", 0, "series")`.
 
@@ -19,12 +24,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 
 from ruledsl.lang.errors import Diagnostic, Span
 
 Path = tuple  # of str | int
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # both are a SafeConstructor
+# The longest line a rule file may have, in characters. Rule lines are short (the builtin library's
+# longest is under 200); a one-line test series of 64 Ki characters already holds ~13,000 values.
+# A longer line is generated or binary data, and editors, diffs and review tools choke on it.
+MAX_LINE_LENGTH = 64 * 1024
+# The deepest a value may be nested. A rule's deepest value (tests → case → expect → episode → field)
+# is 5 levels down; indexing and constructing recurse once per level, and near 1000 levels (which
+# libyaml still reads) they would reach Python's recursion limit.
+MAX_DEPTH = 64
+INT_TAG = "tag:yaml.org,2002:int"
 
 
 class YamlError(ValueError):
@@ -67,9 +81,38 @@ class YamlDocument:
         return Span.at(self.text, node.start_mark.index + first, last - first + 1)
 
 
+class RuleLoader(Loader):  # type: ignore[valid-type,misc]  # Loader is chosen at run time (libyaml or not)
+    """The safe loader, but an integer too long for `int()` is a YAML error at its place."""
+
+
+def _construct_int(loader: SafeConstructor, node: yaml.ScalarNode) -> int:
+    try:
+        return SafeConstructor.construct_yaml_int(loader, node)
+    except ValueError:  # Python refuses int() of more than 4300 digits (CVE-2020-10735)
+        raise ConstructorError(None, None, f"this integer has {len(node.value):,} characters, too many to "
+                               "read", node.start_mark) from None
+
+
+RuleLoader.add_constructor(INT_TAG, _construct_int)
+
+
 def read_yaml(text: str) -> YamlDocument:
-    """Parse one YAML document safely; raises YamlError with the position of the problem."""
-    loader = Loader(text)
+    """Parse one YAML document safely; raises YamlError with the position of the problem.
+
+    Linear in the text's size: overlong lines, anchors and aliases are refused before the
+    document is composed, so nothing is ever expanded.
+    """
+    try:
+        refused = _overlong_line(text) or _anchor_or_alias(text)
+        if refused is not None:
+            raise YamlError(refused)
+        return _document(text)
+    except yaml.YAMLError as exc:
+        raise YamlError(_yaml_diagnostic(exc, text)) from None
+
+
+def _document(text: str) -> YamlDocument:
+    loader = RuleLoader(text)
     try:
         root = loader.get_single_node()
         document = YamlDocument(text, None)
@@ -77,13 +120,53 @@ def read_yaml(text: str) -> YamlDocument:
             _index(root, (), document, loader)
             document.data = loader.construct_document(root)
         return document
-    except yaml.YAMLError as exc:
-        raise YamlError(_yaml_diagnostic(exc, text)) from None
     finally:
         loader.dispose()
 
 
+def _overlong_line(text: str) -> Diagnostic | None:
+    """E002 at the first line longer than MAX_LINE_LENGTH, if there is one."""
+    lengths = [len(line) for line in text.split("\n")]
+    if max(lengths) <= MAX_LINE_LENGTH:
+        return None
+    number = next(i for i, length in enumerate(lengths) if length > MAX_LINE_LENGTH)
+    start = sum(lengths[:number]) + number  # each earlier line and its "\n"
+    return Diagnostic("E002", f"this line has {lengths[number]:,} characters; rule files have lines of at most "
+                      f"{MAX_LINE_LENGTH:,}", Span.at(text, start),
+                      hint="break long lists over several lines (one value per line)")
+
+
+def _anchor_or_alias(text: str) -> Diagnostic | None:
+    """E002 at the first anchor (`&name`) or alias (`*name`), found in the event stream, before
+    any node is composed or constructed: an alias is never followed, so its cost is its size."""
+    if "&" not in text and "*" not in text:
+        return None  # the two indicators: without them the file has neither (most rule files)
+    events = Loader(text)
+    try:
+        while events.check_event():
+            event = events.get_event()
+            if isinstance(event, yaml.NodeEvent) and event.anchor is not None:  # an alias, or a node with an anchor
+                return _anchor_diagnostic(text, event)
+    finally:
+        events.dispose()
+    return None
+
+
+def _anchor_diagnostic(text: str, event: yaml.NodeEvent) -> Diagnostic:
+    kind, indicator = ("alias", "*") if isinstance(event, yaml.AliasEvent) else ("anchor", "&")
+    written = f"{indicator}{event.anchor}"
+    offset = event.start_mark.index if event.start_mark is not None else 0
+    return Diagnostic("E002", f"the {kind} '{written}': rule files have no anchors or aliases (an alias repeats "
+                      "a value by reference, and a few hundred bytes of them can expand into gigabytes)",
+                      Span.at(text, offset, len(written)),
+                      hint="rule files do not use anchors (&) or aliases (*); write the value out")
+
+
 def _index(node: yaml.Node, path: Path, document: YamlDocument, loader: SafeConstructor) -> None:
+    if len(path) > MAX_DEPTH:
+        raise YamlError(Diagnostic("E002", f"this value is nested more than {MAX_DEPTH} levels deep; rule files "
+                                   "nest a few", _node_span(document.text, node),
+                                   hint="flatten it: a rule's deepest value (in tests:) is 5 levels down"))
     document.nodes[path] = node
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}

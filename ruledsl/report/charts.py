@@ -7,7 +7,9 @@ of each pixel column, so a chart stays small (a few tens of kB) whatever the
 length of the run while every spike stays visible.
 
 Every piece of text that reaches the SVG goes through `escape`: run ids, metric
-keys and rule names come from user files.
+keys and rule names come from user files. It also shows control characters as
+escapes (`report.text.printable`): XML allows none of them, and a chart holding
+one would not draw at all (an SVG image in markdown) or draw them raw (html).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from html import escape as _html_escape
 
 import polars as pl
 
+from ruledsl.report.text import printable
+
 WIDTH, HEIGHT = 760, 250
 LEFT, RIGHT, TOP, BOTTOM = 70, 130, 30, 36  # margins; the right one holds level labels
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -26,8 +30,9 @@ LINE_COLOUR, MEAN_COLOUR, NONFINITE_COLOUR = "#1f6feb", "#6e40c9", "#c92a2a"
 
 
 def escape(text: object) -> str:
-    """Text safe inside XML/HTML element content and quoted attributes."""
-    return _html_escape(str(text), quote=True)
+    """Text safe inside XML/HTML element content and quoted attributes, its control
+    characters (a newline too) shown as \\x.. escapes."""
+    return _html_escape(printable(text), quote=True)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""A self-contained HTML report: inline CSS and inline <svg> charts, no script, nothing fetched."""
+"""A self-contained HTML report: inline CSS and inline <svg> charts, no script, nothing fetched.
+
+Every text goes through `escape` (html-escaped, control characters shown as \\x..
+escapes); prose from rule files (descriptions, conditions, message templates) is put on
+one line first, so that its line breaks read as the spaces HTML makes of them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from ruledsl.report.document import (
     uncharted_text,
     value_text,
 )
+from ruledsl.report.text import one_line
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 62rem; color: #1f2328; }
@@ -93,11 +99,11 @@ def _rules(doc: Document) -> list[str]:
     out = ['<h2 id="rules">Rules that fired</h2>', "<dl>"]
     for rule in doc.fired:
         out.append(f"<dt><code>{escape(rule.name)}</code> {_severity(rule.severity)}: "
-                   f"<code>{escape(condition_text(rule))}</code></dt>")
+                   f"<code>{escape(one_line(condition_text(rule)))}</code></dt>")
         if rule.description:
-            out.append(f'<dd class="description">{escape(rule.description)}</dd>')
-        out.append(f"<dd>message: {escape(rule.message.source)}</dd>")
-        out += [f"<dd>reference: {escape(ref)}</dd>" for ref in rule.reference]
+            out.append(f'<dd class="description">{escape(one_line(rule.description))}</dd>')
+        out.append(f"<dd>message: {escape(one_line(rule.message.source))}</dd>")
+        out += [f"<dd>reference: {escape(one_line(ref))}</dd>" for ref in rule.reference]
     out.append("</dl>")
     return out
 

@@ -24,6 +24,7 @@ from ruledsl.report.document import (
     uncharted_text,
     value_text,
 )
+from ruledsl.report.text import one_line, printable
 
 # Punctuation that can start markup anywhere in a line (emphasis, code, links, tables,
 # strikethrough); `#`, `-`, `+`, `.` only matter at the start of a line, where user text never is.
@@ -31,10 +32,16 @@ _SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def md_text(text: object) -> str:
-    """User text safe in a markdown paragraph or table cell: no markup, no HTML, one line."""
-    text = " ".join(str(text).splitlines())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """User text safe in a markdown paragraph or table cell: no markup, no HTML, one line.
+    Control characters (a newline too, which would end a table row) are shown as \\x..
+    escapes, as in the table; their backslash is then escaped like any other."""
+    text = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _SPECIAL.sub(r"\\\1", text)
+
+
+def md_prose(text: object) -> str:
+    """Prose from a rule file (a description, a condition) as md_text, its line breaks spaces."""
+    return md_text(one_line(text))
 
 
 def to_markdown(doc: Document) -> str:
@@ -84,7 +91,7 @@ def _charts(doc: Document) -> list[str]:
 
 def _chart(chart: Chart) -> list[str]:
     data = base64.b64encode(chart.svg.encode("utf-8")).decode("ascii")
-    alt = escape(" ".join(f"{chart.key} over steps in run {chart.run}".split()))  # one line, in an attribute
+    alt = escape(f"{chart.key} over steps in run {chart.run}")  # one line: escape shows a newline as \n
     items = [f"- **{r['severity']}** {md_text(r['rule'])}, steps {steps_text(r)}: {md_text(r['message'])}"
              for r in chart.alerts]
     return [f"#### {md_text(chart.key)}", "", f'<img alt="{alt}" src="data:image/svg+xml;base64,{data}">', "",
@@ -94,11 +101,11 @@ def _chart(chart: Chart) -> list[str]:
 def _rules(doc: Document) -> list[str]:
     lines = ["## Rules that fired", ""]
     for rule in doc.fired:
-        lines.append(f"- **{md_text(rule.name)}** ({rule.severity}): condition {md_text(condition_text(rule))}")
+        lines.append(f"- **{md_text(rule.name)}** ({rule.severity}): condition {md_prose(condition_text(rule))}")
         if rule.description:
-            lines.append(f"  - {md_text(rule.description)}")
-        lines.append(f"  - message: {md_text(rule.message.source)}")
-        lines += [f"  - reference: {md_text(ref)}" for ref in rule.reference]
+            lines.append(f"  - {md_prose(rule.description)}")
+        lines.append(f"  - message: {md_prose(rule.message.source)}")
+        lines += [f"  - reference: {md_prose(ref)}" for ref in rule.reference]
     return lines + [""]
 
 

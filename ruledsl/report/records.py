@@ -2,7 +2,10 @@
 
 All three carry the same records in the same order (the engine's: run,
 first_step, rule) and write a non-finite `value` as "nan", "inf" or "-inf".
-In CSV a text cell that a spreadsheet would run as a formula starts with `'`.
+JSON keeps every text exactly (it escapes control characters itself). In CSV a
+control character (a newline too) is written as a \\x.. escape, as in the table, so
+that each record is one line and no cell drives a terminal; and a text cell that a
+spreadsheet would run as a formula starts with `'`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import polars as pl
 
 from ruledsl.alerts import RECORD_FIELDS, json_safe
+from ruledsl.report.text import printable
 
 
 def to_json(records: pl.DataFrame) -> str:
@@ -36,13 +40,14 @@ def to_csv(records: pl.DataFrame) -> str:
 
 # A spreadsheet runs a cell starting with one of these as a formula; run ids come from
 # folder names and messages from rule files, so neither is trusted (OWASP's CSV injection).
+# (A tab or carriage return, which also start one, is escaped before this check.)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value) -> str:
     if isinstance(value, float):
         return repr(value)  # the shortest text that reads back to the same float
-    text = str(value)
+    text = printable(value)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 

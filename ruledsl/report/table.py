@@ -18,6 +18,9 @@ import polars as pl
 from ruledsl.alerts import SEVERITIES, CoverageRecord, Severity, severity_mark
 from ruledsl.report.context import ReportContext
 from ruledsl.report.coverage import counts_text, not_applying, not_evaluated, runs_text, shared
+from ruledsl.report.text import printable
+
+__all__ = ["coverage_section", "headline", "printable", "severity_counts", "severity_summary", "to_table"]
 
 SEVERITY_RANK = {s.value: s.rank for s in Severity}  # as polars' replace_strict wants it
 COVERAGE_LINES = 20  # lines of the "not evaluated" section at most; the rest is counted
@@ -34,7 +37,8 @@ def to_table(records: pl.DataFrame, context: ReportContext) -> str:
     for (run,), group in ordered.group_by("run", maintain_order=True):
         lines.append(f"\n{printable(run)}")
         for row in group.iter_rows(named=True):
-            lines.append(f"  {severity_mark(row['severity'], context.terminal, colour)} {row['rule']}  {_steps(row)}")
+            mark = severity_mark(row["severity"], context.terminal, colour)
+            lines.append(f"  {mark} {printable(row['rule'])}  {_steps(row)}")
             lines.append(f"      {printable(row['message'])}")
     lines.append(f"\n{len(records)} alert episode(s): {severity_summary(records)}.")
     lines += coverage_section(context.coverage)
@@ -84,8 +88,3 @@ def severity_summary(records: pl.DataFrame) -> str:
 
 def _steps(row: dict) -> str:
     return f"steps {row['first_step']}–{row['last_step']} ({row['n_evals']} evaluations)"
-
-
-def printable(text: object) -> str:
-    """Text with control characters (escape sequences, newlines) written as \\x.. escapes."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))

@@ -147,10 +147,18 @@ class LogFrame:
 
 
 def _first_appearing(firsts: pl.LazyFrame, count: int) -> pl.LazyFrame:
-    """Per run, the index of the candidate whose first step is lowest (ties: lowest index)."""
-    never = pl.lit(2**62, dtype=pl.Int64)
-    ranked = pl.concat_list(pl.col(f"__first{j}").fill_null(never) for j in range(count))
-    return firsts.select(RUN, ranked.list.arg_min().alias("__choice"))
+    """Per run, the index of the candidate whose first step is lowest (ties: lowest index).
+
+    Folded candidate by candidate, a missing first step (the key never appears) losing to any
+    step: no sentinel step, which a log's own steps (any 64-bit whole number) could reach.
+    """
+    choice, best = pl.lit(None, dtype=pl.Int64), pl.lit(None, dtype=pl.Int64)
+    for j in range(count):
+        first = pl.col(f"__first{j}")
+        better = first.is_not_null() & (best.is_null() | (first < best))
+        choice = pl.when(better).then(pl.lit(j, dtype=pl.Int64)).otherwise(choice)
+        best = pl.when(better).then(first).otherwise(best)
+    return firsts.select(RUN, choice.alias("__choice"))
 
 
 def to_log_frame(frame: Any) -> LogFrame:

@@ -292,9 +292,10 @@ TERM_HOLDS: dict[type, Callable[[Any, Read], pl.Expr]] = {
 def _combine(c: _ShorthandCompiler, node: ast.And | ast.Or) -> Term:
     """Defined where every term is; value and baseline of the first term (docs/language.md §4)."""
     terms = [c.compile(operand) for operand in node.operands]
-    holds = terms[0].holds
-    for term in terms[1:]:
-        holds = (holds & term.holds) if isinstance(node, ast.And) else (holds | term.holds)
+    # One horizontal node, not a chain of & or |: polars' optimizer takes seconds over a chain
+    # of a few hundred (`< 1 or < 2 or …` up to the length limit). Both are Kleene logic, as & and |.
+    combine = pl.all_horizontal if isinstance(node, ast.And) else pl.any_horizontal
+    holds = combine(term.holds for term in terms)
     first = terms[0]
     return Term(holds, max(t.defined_from for t in terms), first.value, first.baseline)
 
@@ -352,8 +353,11 @@ def _comparison(c: _ExpressionCompiler, node: ast.Comparison) -> pl.Expr:
 
 def _binary(c: _ExpressionCompiler, node: ast.BinaryOp) -> pl.Expr:
     left, right = c.value(node.left), c.value(node.right)
-    if node.op == "/":  # spec: a division by zero makes its comparison false
-        return pl.when(right == 0).then(float("nan")).otherwise(true_divide(left, right))
+    if node.op == "/":  # spec: a division by zero gives NaN, so its comparison is false
+        # `right` appears once: `when(right == 0) … otherwise(left / right)` held it twice, and a
+        # divisor holding divisions, a / (b / (c / …)), doubled the plan at every level.
+        # `replace` compares with ==, so -0.0 is a zero too.
+        return true_divide(left, right.replace(0.0, float("nan")))
     return ARITHMETIC[node.op](left, right)
 
 
@@ -495,9 +499,8 @@ class RuleColumns:
             continues = holds.shift(1).fill_null(False) & (pl.col(INDEX) > first)
             streak_start = pl.when(holds & ~continues).then(pl.col(STEP)).forward_fill()
             holds = holds & (pl.col(STEP) - streak_start >= n - 1)
-        if self.rule.min_steps > 0:
-            holds = holds & (pl.col(STEP) >= self.rule.min_steps)
-        return holds
+        # Also at min_steps 0: a log may hold negative steps, and none of them fires (§3.6).
+        return holds & (pl.col(STEP) >= self.rule.min_steps)
 
     def evaluations(self, frame: pl.LazyFrame) -> pl.LazyFrame:
         """run, step, rule, fired, value at every evaluation of the rule."""

@@ -44,6 +44,16 @@ rule's test case) goes through `replay`, which puts rows in step order first
 (stably, so the later row of a step still wins): that is exactly the batch
 engine's merge, resumed runs included.
 
+Any value and any step, never an exception (ruledsl/engines/live/values.py says what
+each means, as the batch readers read the same line of a JSON log). A value that is no
+number (a text, a boolean, a list, an object whose float() fails) is skipped for that key
+and row, as if not logged, and noted once per key a rule may read in `notices`; a number
+past any float (10**400) is ±inf. A row whose step names no training step (NaN, text,
+a boolean, past 64 bits) is skipped, counted in `skipped_rows` and noted once; a fractional
+step is cut to its whole part, as an audit cuts it, and noted once. A row that is no
+mapping is skipped, counted and noted once too; a key that is no text is skipped and
+noted once (no rule can name it).
+
 `finish()` ends the log. Evaluation being immediate, nothing is pending then,
 and it returns no event: an episode still firing at the end stays open (as in
 an audit, where its last_step is its last firing evaluation); no "resolved" is
@@ -64,7 +74,6 @@ costs nothing more per row.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -76,6 +85,7 @@ from ruledsl.engines.live.events import AlertEvent, Fault
 from ruledsl.engines.live.patterns import PatternRules, is_pattern_rule
 from ruledsl.engines.live.runner import RuleRunner
 from ruledsl.engines.live.series import Series
+from ruledsl.engines.live.values import STEP_LIMIT, OnceEach, metric_value, read_step, shown, why_no_value
 from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.model.catalog import Catalog
 
@@ -97,6 +107,8 @@ class Monitor:
         self.faults: list[Fault] = []
         self.notices: list[str] = []
         self.skipped_rows = 0
+        self._noted_keys = OnceEach(self.notices.append)  # values that are no number, keys that are no text
+        self._noted_rows: set[str] = set()  # the kinds of rows skipped (or steps cut) so far: each noted once
         self.not_evaluated: dict[str, NotEvaluated] = {}  # rule name → why it does not run on this run
         self._step: int | None = None
         self._row: dict[str, float] = {}  # the merged row of the current step (keys the rules read)
@@ -127,8 +139,16 @@ class Monitor:
         return self.rule_set.trainer
 
     def update(self, step: int, metrics: Mapping[str, Any]) -> list[AlertEvent]:
-        """Feed one logged row; the events it causes, in rule order."""
-        step = _as_step(step)
+        """Feed one logged row; the events it causes, in rule order. Never raises for what the
+        row holds: see the module's docstring for what is skipped and noted."""
+        placed = step if type(step) is int and -STEP_LIMIT <= step < STEP_LIMIT else self._step_of(step)
+        if placed is None:
+            return []
+        step = placed
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):
+            self._skip_row("no_mapping", f"a row at step {step} is {shown(metrics)}, not a mapping of keys to "
+                                         f"values: skipped (rows like it are skipped)")
+            return []
         if self._step is not None and step < self._step:
             self._skip(step)
             return []
@@ -172,8 +192,9 @@ class Monitor:
         their file order, so the later one still wins a key). That is the batch
         engine's merge of docs/language.md §2, steps that go back (a resumed run) included.
         """
+        placed = [(self._step_of(step), metrics) for step, metrics in rows]  # each odd step noted once
         events: list[AlertEvent] = []
-        for step, metrics in sorted(rows, key=lambda row: _as_step(row[0])):
+        for step, metrics in sorted(((s, m) for s, m in placed if s is not None), key=lambda row: row[0]):
             events.extend(self.update(step, metrics))
         return events + self.finish()
 
@@ -278,12 +299,14 @@ class Monitor:
             target = series.get(key)
             if target is None:
                 continue  # no rule reads it
-            value = raw if type(raw) is float else _as_value(raw)
+            value = raw if type(raw) is float else metric_value(raw)
             if value is None:
                 if raw is None and key in row:  # a later null at the step: the key is absent there
                     del row[key]
                     target.retract(step)
                     changed.append(key)
+                elif raw is not None:
+                    self._no_value(key, step, raw)
                 continue
             old = row.get(key)
             if old is not None and _same_value(old, value):
@@ -297,11 +320,21 @@ class Monitor:
         """The row's keys that have their first value in the run: remembered (for coverage), and
         the pattern rules that match one started on it (before the row is merged)."""
         for key in [k for k in metrics if k not in self._keys]:
-            if _as_value(metrics[key]) is None:
+            if not isinstance(key, str):
+                self._noted_keys.note(key, f"a key that is no text, {shown(key)}, is skipped (no rule can name it)")
+                continue
+            raw = metrics[key]
+            if metric_value(raw) is None:
+                if raw is not None and key not in self._series and self._pattern_reads(key):
+                    self._no_value(key, self._step, raw)  # a pattern rule would have started on it
                 continue  # not a value (None, text): the key has not appeared yet
             self._keys.add(key)
             if self._patterns is not None:
                 self._first_value(key, self._patterns)
+
+    def _pattern_reads(self, key: str) -> bool:
+        """Whether a pattern rule matches `key` (asked only of a key whose value is no number)."""
+        return self._patterns is not None and any(regex.match(key) for _, regex in self._patterns.rules)
 
     def _first_value(self, key: str, patterns: PatternRules) -> None:
         """A key's first value in the run: start the pattern rules that match it (its series with them)."""
@@ -328,26 +361,35 @@ class Monitor:
             self._index(open_step=None)
 
     def _skip(self, step: int) -> None:
+        self._skip_row("goes_back", f"step {step} came after step {self._step}: rows whose step goes back "
+                                    f"are skipped (a resumed run should get a new Monitor)")
+
+    def _step_of(self, given: Any) -> int | None:
+        """The training step a row's step names (cut to its whole part, noted once), or None
+        when it names none: the row is skipped, counted and noted once."""
+        step, cut = read_step(given)
+        if step is None:
+            self._skip_row("no_step", f"a row's step, {shown(given)}, names no training step (a whole number "
+                                      f"within 64 bits): skipped, as an audit skips it (rows like it are skipped)")
+        elif cut:
+            self._note_row("cut_step", f"step {shown(given)} is not a whole number: read as step {step}, as an "
+                                       f"audit reads it (steps like it are cut)")
+        return step
+
+    def _skip_row(self, kind: str, text: str) -> None:
         self.skipped_rows += 1
-        if self.skipped_rows == 1:
-            self.notices.append(f"step {step} came after step {self._step}: rows whose step goes back "
-                                f"are skipped (a resumed run should get a new Monitor)")
+        self._note_row(kind, text)
 
+    def _note_row(self, kind: str, text: str) -> None:
+        if kind not in self._noted_rows:
+            self._noted_rows.add(kind)
+            self.notices.append(text)
 
-def _as_step(step: Any) -> int:
-    if isinstance(step, bool) or not isinstance(step, numbers.Real) or not float(step).is_integer():
-        raise TypeError(f"a step must be a whole number, not {step!r}")
-    return int(float(step))
-
-
-def _as_value(raw: Any) -> float | None:
-    """A metric's number; None (not logged) for anything that is not a real number."""
-    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
-        return None
-    try:
-        return float(raw)
-    except (OverflowError, ValueError, TypeError):  # 10**400, or a number type whose float() fails
-        return None
+    def _no_value(self, key: str, step: int | None, raw: Any) -> None:
+        """A rule may read `key`, whose value at `step` is no number: noted once per key."""
+        where = f" at step {step}" if step is not None else ""
+        self._noted_keys.note(key, f"{shown(key)}{where} is {why_no_value(raw)}, not a number: skipped for that "
+                                   f"row (and wherever {shown(key)} holds no number)")
 
 
 def _same_value(a: float, b: float) -> bool:
