@@ -35,6 +35,7 @@ lint: $(FULL)
 
 docs-check: $(FULL)
 	$(BIN)/python tools/update_docs.py --check
+	$(BIN)/python tools/build_metric_catalog.py --check
 
 pins-check: $(FULL)
 	$(BIN)/python tools/update_constraints.py --check

@@ -32,7 +32,7 @@ def test_audit_examples_as_json():
     found = {(r["run"], r["rule"], r["first_step"]) for r in records}
     assert ("grpo_is_collapse", "grpo_is_ratio_collapse", 440) in found
     assert ("sft_nan", "loss_nonfinite", 520) in found
-    assert ("dpo_stuck", "dpo_loss_stuck_ln2", 100) in found
+    assert ("dpo_stuck", "dpo_loss_stuck_ln2", 220) in found  # 80 steps after the warm-up: examples/README.md
     assert not any(r["run"] == "dpo_healthy" for r in records)
     nan_values = [r["value"] for r in records if r["rule"] == "loss_nonfinite"]
     assert nan_values == ["nan"]  # non-finite values as strings in JSON (docs/language.md §4)
@@ -84,7 +84,7 @@ def test_truncated_line_is_reported_and_the_rest_audited(tmp_path: Path):
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines[:3] + [lines[3][:25]] + lines[4:]) + "\n")
     result = ruledsl("audit", str(tmp_path / "metrics.jsonl"), "--no-builtin", "--format", "json",
                      "--alert", "sft: loss > 0 -> low: m")
-    assert result.returncode == 0
+    assert result.returncode == 3  # audited, but an input was only partly read
     assert "metrics.jsonl:4: truncated or corrupt line" in result.stderr
     assert json.loads(result.stdout)[0]["n_evals"] == 4  # steps 1, 2, 3, 5 (step 4 lost)
 

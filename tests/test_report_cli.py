@@ -105,12 +105,31 @@ def md_svgs(markdown: str) -> list[str]:
             for m in re.findall(r'<img alt="[^"]*" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)">', markdown)]
 
 
+@functools.cache
+def builtin_rule(rule_name: str):
+    return next(r for r in load_rules([], trainer=None, include_builtin=True) if r.name == rule_name)
+
+
+def plotted_keys(record: dict) -> list[str]:
+    """The keys an alert record is drawn on: a shorthand's metric; for a full expression
+    (metric null in the record) each metric its rule reads that the run logs."""
+    if record["metric"] is not None:
+        return [record["metric"]]
+    return [m for m in builtin_rule(record["rule"]).metrics if series_of(record["run"], m)]
+
+
+def expected_charts(records: list[dict]) -> set[tuple[str, str]]:
+    """One chart per alerted (run, key), every key a string (never a full expression's null metric)."""
+    return {(r["run"], key) for r in records for key in plotted_keys(r)}
+
+
 def expected_threshold(rule_name: str) -> float | None:
     """The spec's threshold where it is a level of the metric: comparisons, range, outside.
 
-    (drop/rise take a percentage, spike a factor, flat a tolerance: no line for those.)
+    (drop/rise take a percentage, spike a factor, flat a tolerance: no line for those;
+    nor for a full expression.)
     """
-    rule = next(r for r in load_rules([], trainer=None, include_builtin=True) if r.name == rule_name)
+    rule = builtin_rule(rule_name)
     first = ast.leaves(rule.condition.body)[0]
     if rule.condition.is_shorthand and isinstance(first, (ast.ShorthandCompare, ast.Between)):
         return threshold_of(rule.condition)
@@ -146,17 +165,20 @@ def test_jsonl_holds_the_json_records(json_records):
 
 def test_html_has_one_chart_per_alerted_metric_with_bands_and_thresholds(json_records):
     page = parse_html(examples_report("html"))
-    alerted = {(r["run"], r["metric"]) for r in json_records}
+    # full-expression rules (metric null) fire on the examples too: their records are charted
+    # on each metric they read, and nothing compares a null metric with a run's keys
+    assert any(r["metric"] is None for r in json_records)
+    alerted = expected_charts(json_records)
     assert sorted((c["run"], c["metric"]) for c in page.charts) == sorted(alerted)
     assert all(len(c["svg"]) == 1 for c in page.charts)
     charts = {(c["run"], c["metric"]): c for c in page.charts}
     checked_levels = 0
-    for record in json_records:
-        chart = charts[(record["run"], record["metric"])]
+    for record, key in ((r, k) for r in json_records for k in plotted_keys(r)):
+        chart = charts[(record["run"], key)]
         svg, area = chart["svg"][0], chart["area"]
         x0, x1 = float(svg["data-step-min"]), float(svg["data-step-max"])
         y0, y1 = float(svg["data-value-min"]), float(svg["data-value-max"])
-        series = series_of(record["run"], record["metric"])
+        series = series_of(record["run"], key)
         assert (x0, x1) == (min(s for s, _ in series), max(s for s, _ in series))
         finite = [v for _, v in series if math.isfinite(v)]
         assert y0 <= min(finite) and max(finite) <= y1
@@ -164,11 +186,13 @@ def test_html_has_one_chart_per_alerted_metric_with_bands_and_thresholds(json_re
         def px(step, area=area, x0=x0, x1=x1):
             return area["x"] + (step - x0) / (x1 - x0) * area["width"]
 
-        band = next(e for e in chart["episodes"] if int(e["data-first-step"]) == record["first_step"])
+        band = next(e for e in chart["episodes"] if int(e["data-first-step"]) == record["first_step"]
+                    and e["data-severity"] == record["severity"])
         assert int(band["data-last-step"]) == record["last_step"]
         assert band["data-severity"] == record["severity"]
         assert float(band["x"]) == pytest.approx(px(record["first_step"]), abs=0.01)
-        assert float(band["x"]) + float(band["width"]) == pytest.approx(px(record["last_step"]), abs=0.01)
+        width = max(px(record["last_step"]) - px(record["first_step"]), 1.0)  # a one-step episode still shows
+        assert float(band["width"]) == pytest.approx(width, abs=0.01)
         threshold = expected_threshold(record["rule"])
         if threshold is None:
             continue
@@ -176,13 +200,16 @@ def test_html_has_one_chart_per_alerted_metric_with_bands_and_thresholds(json_re
         line = next(t for t in chart["thresholds"] if float(t["data-value"]) == threshold)
         y = area["y"] + (y1 - threshold) / (y1 - y0) * area["height"]
         assert float(line["y1"]) == pytest.approx(y, abs=0.01) and line["y1"] == line["y2"]
-    assert checked_levels == 5  # ln2, margin, accuracy, IS ratio, logp difference
+    assert checked_levels == 2  # IS ratio, logp difference (the others fired are full expressions or spikes)
+    shorthand_charts = {(r["run"], r["metric"]) for r in json_records if r["metric"] is not None}
+    assert all(c["thresholds"] == [] for k, c in charts.items() if k not in shorthand_charts)
 
 
 def test_chart_cap_keeps_the_most_severe_and_says_what_it_left_out(json_records):
-    alerted = {(r["run"], r["metric"]) for r in json_records}
+    alerted = expected_charts(json_records)
     critical = {(r["run"], r["metric"]) for r in json_records if r["severity"] == "critical"}
-    assert len(critical) == 2 and len(alerted) == 7  # sft_nan's loss and grad_norm; 7 alerted metrics
+    # sft_nan's loss and grad_norm; 7 alerted metrics (dpo_loss_stuck_ln2 reads 3 of dpo_stuck's)
+    assert len(critical) == 2 and len(alerted) == 7
     page = parse_html(audit_examples("--format", "html", "--max-charts", "2").stdout)
     assert {(c["run"], c["metric"]) for c in page.charts} == critical
     assert "Charts of 2 of 7 alerted metrics" in " ".join(page.text)
@@ -196,12 +223,20 @@ def test_chart_cap_keeps_the_most_severe_and_says_what_it_left_out(json_records)
 
 
 def test_html_levels_only_where_they_mean_a_level():
-    """nonfinite and spike draw no line; range() draws both bounds."""
-    page = parse_html(examples_report("html"))
+    """nonfinite and spike draw no line; range() draws both bounds (the rules given here,
+    independent of the builtin library's)."""
+    result = ruledsl("audit", str(EXAMPLES / "dpo_stuck"), str(EXAMPLES / "sft_nan"), "--no-builtin",
+                     "--format", "html",
+                     "--alert", "stuck=all: loss range(0.68, 0.71) -> high: loss {value:.3f} near ln 2",
+                     "--alert", "nan=all: grad_norm nonfinite -> critical: grad_norm is {value}",
+                     "--alert", "jump=all: grad_norm spike(10x) -> medium: grad_norm jumped to {value}")
+    assert result.returncode == 0, result.stderr
+    page = parse_html(result.stdout)
     charts = {(c["run"], c["metric"]): c for c in page.charts}
+    assert {e["data-severity"] for e in charts[("sft_nan", "grad_norm")]["episodes"]} == {"critical", "medium"}
     assert charts[("sft_nan", "grad_norm")]["thresholds"] == []  # spike(10x) and nonfinite
     loss_levels = sorted(float(t["data-value"]) for t in charts[("dpo_stuck", "loss")]["thresholds"])
-    assert loss_levels == [0.68, 0.71]  # dpo_loss_stuck_ln2: range(0.68, 0.71); sft_loss_flat: none
+    assert loss_levels == [0.68, 0.71]  # range(0.68, 0.71): both bounds
     assert "script" not in page.start_tags
 
 
@@ -223,7 +258,7 @@ def test_markdown_has_sections_charts_and_descriptions(json_records):
     for heading in ("# ruledsl audit report", "## Summary", "## Alerts", "## Charts", "## Rules that fired"):
         assert f"\n{heading}\n" in f"\n{text}"
     svgs = md_svgs(text)
-    assert len(svgs) == len({(r["run"], r["metric"]) for r in json_records})
+    assert len(svgs) == len(expected_charts(json_records))
     for svg in svgs:
         assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"  # well-formed XML
     for severity in SEVERITIES:
@@ -231,7 +266,7 @@ def test_markdown_has_sections_charts_and_descriptions(json_records):
         assert f"| {severity} | {count} |" in text
     alert_rows = [line for line in text.splitlines() if line.startswith("| ") and "dpo\\_stuck" in line]
     assert len(alert_rows) == sum(r["run"] == "dpo_stuck" for r in json_records)
-    assert "the policy is not separating chosen from rejected" in text  # a message
+    assert "no preference is being learned" in text  # a message (dpo_loss_stuck_ln2's)
     rule = next(r for r in load_rules([], trainer=None, include_builtin=True) if r.name == "loss_nonfinite")
     assert rule.description and rule.description.split()[0] in text
 
@@ -361,8 +396,12 @@ def test_html_lists_per_run_the_rules_not_evaluated(tmp_path: Path):
 
 
 def test_examples_report_their_coverage():
-    assert "\nNot evaluated (2 no_key):\n  grpo_kl_high: no_key on run grpo_is_collapse: " \
-        in examples_report("table")
+    table = examples_report("table")
+    assert "\nNot evaluated (5 config_unknown, 2 no_key, 3 too_short):\n" in table
+    for line in ("  grpo_kl_high: no_key on run grpo_is_collapse: ",
+                 "  dpo_margin_near_zero: config_unknown on 2 runs (dpo_healthy, dpo_stuck): ",
+                 "  overfitting: too_short on 3 runs (dpo_healthy, dpo_stuck, sft_nan): "):
+        assert f"\n{line}" in table
     assert "### Run grpo\\_is\\_collapse" in examples_report("markdown").split("## Not evaluated")[1]
     assert '<div class="coverage" data-run="grpo_is_collapse">' in examples_report("html")
 

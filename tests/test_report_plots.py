@@ -92,8 +92,12 @@ def test_step_ticks_are_whole_steps():
 
 
 def test_md_text_neutralizes_markup():
-    text = md_text("a|b `c` *d* <e> & [f](g)\nnext")
-    assert text == r"a\|b \`c\` \*d\* &lt;e&gt; &amp; \[f\](g) next"
+    """Markup and HTML are escaped; a control character (a newline too, which would end a
+    table row) is shown as its escape, as in the table, and the escape's backslash is itself
+    escaped, so it renders as the literal text \\n and never as markup or a line break."""
+    text = md_text("a|b `c` *d* <e> & [f](g)\nnext\x1b[2J")
+    assert text == r"a\|b \`c\` \*d\* &lt;e&gt; &amp; \[f\](g)\\nnext\\x1b\[2J"
+    assert "\n" not in text and "\x1b" not in text
 
 
 def test_printable_escapes_control_characters():

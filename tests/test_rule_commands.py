@@ -5,6 +5,7 @@ import json
 import yaml
 
 from cli_helpers import ROOT, ruledsl
+from ruledsl.model.loader import builtin_rules_dir, read_rule_file
 
 RULE = """\
 name: sft_loss_high
@@ -27,7 +28,8 @@ tests:
 def test_the_builtin_library_passes_its_tests():
     result = ruledsl("test")
     assert result.returncode == 0, result.stdout
-    assert result.stdout.splitlines()[-1] == "41 passed, 0 failed"
+    cases = sum(len(yaml.safe_load(path.read_text()).get("tests", [])) for path in (ROOT / "rules").rglob("*.yaml"))
+    assert cases > 100 and result.stdout.splitlines()[-1] == f"{cases} passed, 0 failed"
     assert "engines: batch, incremental" in result.stdout
 
 
@@ -112,13 +114,23 @@ def test_new_full_expression(tmp_path):
 
 
 def test_explain_a_builtin_rule():
-    result = ruledsl("explain", "dpo_loss_stuck_ln2")
+    builtin = read_rule_file(builtin_rules_dir() / "dpo" / "dpo_completions_fully_masked.yaml").rule
+    result = ruledsl("explain", builtin.name)
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
-    assert "Fires when the mean of the last 5 values of loss is between 0.68 and 0.71 (inclusive) and has held " \
-           "at every evaluation for at least 50 training steps" in text
-    assert "dpo loss → loss" in text
+    assert f"rule {builtin.name} [{builtin.severity}]" in text
+    assert "dpo logps/chosen → logps/chosen" in text
     assert "Compiled polars query (trainer dpo):" in text and 'col("key").is_in' in text
+
+
+def test_explain_a_rule_reading_the_configuration_compiles_with_it():
+    alert = "dpo: rewards/margins < 0.15 * config.beta -> high: flat"
+    without = ruledsl("explain", alert)
+    assert without.returncode == 0, without.stderr
+    assert "none for this configuration: the run's configuration has no beta" in " ".join(without.stdout.split())
+    given = ruledsl("explain", alert, "--config", "beta=0.1")
+    assert given.returncode == 0, given.stderr
+    assert "0.015" in given.stdout and 'col("key").is_in' in given.stdout  # 0.15 * 0.1, folded in the query
 
 
 def test_explain_resolves_aliases_per_trainer_for_a_file_and_an_inline_alert(tmp_path):

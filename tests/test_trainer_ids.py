@@ -101,6 +101,14 @@ def test_the_builtin_library_names_only_catalog_trainers():
     assert load_rules()
 
 
+@pytest.mark.parametrize("trainer", ["ppo", "minillm", "ssd", "dppo"])
+def test_trainers_trl_removed_keep_their_ids(tmp_path, trainer):
+    """docs/language.md §8: a removed trainer's id stays valid, so that its rules and old logs still work."""
+    assert builtin_catalog().removed_in(trainer) is not None
+    assert load_rules([rule_file(tmp_path, trainer)], include_builtin=False)[0].trainers == ("sft", trainer)
+    assert len(compile_rules([ALERT], trainer=trainer)) == 1
+
+
 @pytest.mark.parametrize("trainer", sorted(MISSPELLED))
 def test_load_rules_for_an_unknown_trainer_is_a_value_error(trainer):
     with pytest.raises(ValueError, match=re.escape(did_you_mean(trainer))):

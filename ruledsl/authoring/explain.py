@@ -8,15 +8,16 @@ backend's own plan for a one-row log holding the rule's keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import polars as pl
 
-from ruledsl.compile import compile_rules
+from ruledsl.compile import bind, compile_rules
 from ruledsl.engines.batch import polars_backend
 from ruledsl.engines.batch.frames import to_log_frame
 from ruledsl.lang import ast
+from ruledsl.lang.configuration import NotEvaluated
 from ruledsl.lang.meaning import FUNCTIONS, Statistic
 from ruledsl.model.catalog import Catalog, builtin_catalog
 from ruledsl.model.rule import Rule
@@ -126,9 +127,20 @@ def resolved_keys(rule: Rule, catalog: Catalog | None = None) -> dict[str, dict[
     return {t: {m: catalog.candidates(m, [t]) for m in rule.metrics} for t in trainers}
 
 
-def compiled_plan(rule: Rule, trainer: str | None = None, catalog: Catalog | None = None) -> str:
-    """The polars query plan the batch engine builds for the rule (over a one-row log of its keys)."""
+def compiled_plan(rule: Rule, trainer: str | None = None, catalog: Catalog | None = None,
+                  config: Mapping[str, Any] | None = None) -> str:
+    """The polars query plan the batch engine builds for the rule (over a one-row log of its keys).
+
+    A rule that reads the run's configuration compiles only once bound to one (`config`): the
+    query holds its values. Without the keys it needs, the answer says which to give.
+    """
     compiled = compile_rules([rule], trainer=trainer, catalog=catalog).rules[0]
+    if compiled.needs_config:
+        bound = bind(compiled, config or {})
+        if isinstance(bound, NotEvaluated):
+            return (f"  none for this configuration: {bound.detail}. The query holds the run's configuration; "
+                    "give it with --config KEY=VALUE (e.g. --config beta=0.1).")
+        compiled, rule = bound, bound.rule
     keys = list(dict.fromkeys(k for candidates in compiled.candidates.values() for k in candidates))
     log = to_log_frame(pl.DataFrame({"run": ["run"] * len(keys), "step": [0] * len(keys),
                                      "key": keys, "value": [1.0] * len(keys)}))

@@ -10,6 +10,7 @@ import yaml
 
 from ruledsl.authoring.explain import compiled_plan, meaning, resolved_keys
 from ruledsl.cli.app import app, fail
+from ruledsl.cli.audit import config_options
 from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.loader import RuleLoadError, load_rules, read_rule_file
@@ -24,6 +25,9 @@ def explain(
                                           "rule's first trainer); a trainer the rule does not apply to is "
                                           "said so."),
     no_plan: bool = typer.Option(False, "--no-plan", help="Leave out the compiled polars query."),
+    config: list[str] = typer.Option([], "--config", metavar="KEY=VALUE|FILE", help="The run configuration "
+                                     "to compile for, as `ruledsl audit --config` takes it: a rule reading "
+                                     "config.KEY compiles only with its value."),
 ) -> None:
     """Show what a rule means, which log keys it reads, and the polars query it compiles to.
 
@@ -32,6 +36,7 @@ def explain(
       ruledsl explain dpo_loss_stuck_ln2
       ruledsl explain rules/grpo/grpo_is_ratio_collapse.yaml
       ruledsl explain "dpo: loss > 0.6 for 3 steps -> low: still high"
+      ruledsl explain dpo_margin_near_zero --config beta=0.1
     """
     if trainer is not None:
         problem = builtin_catalog().unknown_trainer(trainer)
@@ -52,7 +57,8 @@ def explain(
         lines += ["", _not_applied(rule, trainer)]
     elif not no_plan:
         target = trainer or (None if rule.applies_to_all else rule.trainers[0])
-        lines += ["", f"Compiled polars query (trainer {target or 'unknown'}):", compiled_plan(rule, target)]
+        plan = compiled_plan(rule, target, config=config_options(config))
+        lines += ["", f"Compiled polars query (trainer {target or 'unknown'}):", plan]
     typer.echo("\n".join(lines))
 
 

@@ -40,11 +40,28 @@ def lint(paths: Iterable[Path | str], *, catalog: Catalog | None = None, against
         report.problems.extend(rule_file.problems)
         loaded = LoadedRule.of(rule_file)
         if loaded is not None:
+            allowed = _allowed_warnings(loaded)
             for run_check in CHECKS:
-                report.problems.extend(rule_file.problem_at(d) for d in run_check(loaded, context))
+                report.problems.extend(rule_file.problem_at(d) for d in run_check(loaded, context)
+                                       if d.code not in allowed)
     report.problems.extend(_duplicate_names(report.files, against_builtin))
     report.problems.sort(key=_order)
     return report
+
+
+ALLOW_KEY = "x-lint-allow"  # a rule file's list of warning codes its author has weighed and accepted
+
+
+def _allowed_warnings(rule_file: LoadedRule) -> frozenset[str]:
+    """The warning codes a rule file allows (`x-lint-allow: [W007]`, its description saying why).
+
+    Only warnings: an error means the rule cannot work, which no author can accept for it.
+    """
+    data = rule_file.document.data
+    codes = data.get(ALLOW_KEY) if isinstance(data, dict) else None
+    if not isinstance(codes, list):
+        return frozenset()
+    return frozenset(code for code in codes if isinstance(code, str) and code.startswith("W"))
 
 
 def _duplicate_names(files: list[RuleFile], against_builtin: bool) -> list[FileProblem]:

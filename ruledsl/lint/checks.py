@@ -106,6 +106,37 @@ def ineffective_min_steps(rule_file: LoadedRule, context: LintContext) -> Iterat
                          hint=f"remove it, or raise it above {earliest} to wait longer (it is a training step)")
 
 
+@check
+def removed_trainers_only(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
+    rule = rule_file.rule
+    if rule.applies_to_all or not rule.trainers:
+        return
+    gone = {trainer: context.catalog.removed_in(trainer) for trainer in rule.trainers}
+    if all(gone.values()):
+        since = ", ".join(f"{trainer} (gone in TRL {release})" for trainer, release in gone.items())
+        yield Diagnostic("W006", f"the rule targets only trainers TRL has removed: {since}",
+                         rule_file.document.span_of(("trainers",)), severity="warning", field="trainers",
+                         hint="it still audits old logs; add the trainer that replaced them if the "
+                         "failure applies there too")
+
+
+@check
+def eval_and_training_keys(rule_file: LoadedRule, context: LintContext) -> Iterator[Diagnostic]:
+    # Evaluation rows arrive every eval_steps, training rows every logging_steps: an expression
+    # reading both is evaluated only at the steps where the two coincide (docs/language.md §3.5),
+    # which may be never.
+    names = [name for name, _ in _metric_places(rule_file)]
+    evaluation = [name for name in names if name.startswith("eval_")]
+    if rule_file.rule.condition.is_shorthand or not evaluation or len(evaluation) == len(names):
+        return
+    training = [name for name in names if not name.startswith("eval_")]
+    yield Diagnostic("W007", f"the condition mixes evaluation keys ({', '.join(evaluation)}) with training keys "
+                     f"({', '.join(training)}): it is evaluated only at steps where both are logged",
+                     rule_file.document.span_of(("condition",)), severity="warning", field="condition",
+                     hint="make eval_steps a multiple of logging_steps in the runs it watches, or compare the "
+                     "evaluation keys with each other")
+
+
 def values_needed(condition: ast.Condition, window: int) -> int:
     """How many values (evaluations, for full expressions) the first evaluation needs (docs/language.md §3)."""
     if not condition.is_shorthand:

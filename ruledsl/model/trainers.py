@@ -6,7 +6,8 @@ precedence per run is: `--trainer`; else the `trainer` the callback wrote in
 `diagnostics/run.json`; else a guess from the run's metric keys; else unknown
 (every rule runs; when the keys fit a few trainers, the rules of any of
 them). Config classes and keys come from the metric catalog
-(schemas/metric_catalog.yaml); nothing here imports transformers or trl.
+(schemas/metric_catalog.yaml), which keeps the trainers TRL removed (PPO, BCO,
+…) with their last keys; nothing here imports transformers or trl.
 """
 
 from __future__ import annotations
@@ -83,26 +84,39 @@ def guess(keys: Iterable[str]) -> tuple[str | None, str, tuple[str, ...]]:
     every trainer they are consistent with.
 
     A trainer is consistent when it may log every key of the run that some
-    trainer is known for, and the run has every key it always logs. `loss` and
-    evaluation keys say nothing (every Trainer logs them). Where several are
-    consistent, a single stable one wins; otherwise the guess is left open (real
-    GRPO and RLOO logs, for one, carry the very same keys).
+    trainer is known for (a placeholder key such as `rewards/{reward_func_name}/mean`
+    matches any name), and the run has every key it always logs. `loss` and
+    evaluation keys say nothing (every Trainer logs them). Ties are broken in
+    order: a trainer TRL still ships beats one it removed (a TRL 1.16 log fits
+    GRPOWithReplayBuffer's old keys as well as GRPO's), then a single stable one
+    wins; otherwise the guess is left open.
+
+    What the keys cannot tell: GRPO, RLOO and GMPO log the same keys under default
+    settings (the guess stays open); TPO logs exactly DPO's keys, so a TPO run is
+    taken for `dpo` unless its run.json (or `--trainer`) says `tpo`. Distillation
+    (which logs `entropy`) and ServerDistillation (which does not) are told apart.
     """
     catalog = builtin_catalog()
     logged = set(keys) - GENERIC_KEYS
-    known = {k for trainer_keys in catalog.trainer_keys.values() for k in trainer_keys}
-    seen = {k for k in logged if not k.startswith(EVAL_PREFIX)} & known
+    infos = [catalog.trainer(t) for t in sorted(catalog.trainer_ids)]
+    seen = {k for k in logged if not k.startswith(EVAL_PREFIX) and any(info.logs(k) for info in infos)}
     if not seen:
         return None, "no key that a known trainer logs", ()
-    consistent = [t for t, trainer_keys in sorted(catalog.trainer_keys.items())
-                  if seen <= set(trainer_keys) and set(catalog.always_keys.get(t, ())) - GENERIC_KEYS <= logged]
-    stable = [t for t in consistent if t in catalog.stable_trainers]
-    chosen = consistent if len(consistent) == 1 else stable if len(stable) == 1 else []
-    if chosen:
-        return chosen[0], "guessed from its metric keys", (chosen[0],)
+    consistent = [info.id for info in infos
+                  if all(info.logs(k) for k in seen) and set(info.always) - GENERIC_KEYS <= logged]
     if not consistent:
         return None, "its keys match no single trainer", ()
-    return None, f"its keys fit several trainers ({', '.join(consistent)})", tuple(consistent)
+    fitting = [t for t in consistent if catalog.removed_in(t) is None] or consistent
+    stable = [t for t in fitting if t in catalog.stable_trainers]
+    chosen = fitting if len(fitting) == 1 else stable if len(stable) == 1 else []
+    if chosen:
+        return chosen[0], _guessed(chosen[0]), (chosen[0],)
+    return None, f"its keys fit several trainers ({', '.join(fitting)})", tuple(fitting)
+
+
+def _guessed(trainer: str) -> str:
+    removed_in = builtin_catalog().removed_in(trainer)
+    return "guessed from its metric keys" + (f" (a trainer TRL removed in {removed_in})" if removed_in else "")
 
 
 def choose(option: str | None, metadata: Path | None, keys: Iterable[str],
