@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -75,8 +76,15 @@ def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     _, callback = train_sft(tmp_path, ["wandb"])
     wandb.finish()
-    [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    records = list(wandb_records(run_file))
+    # wandb's service process writes the offline file; on a loaded machine it may still be flushing
+    # when finish() returns. Read until the summary (written last) is there, for at most 60 s.
+    deadline = time.monotonic() + 60
+    while True:
+        [run_file] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+        records = list(wandb_records(run_file))
+        if any(r.HasField("summary") for r in records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     alerts = [(r.alert.title, r.alert.text, r.alert.level) for r in records if r.HasField("alert")]
     rules = [rule for rule, _, _ in started(callback)]
     assert alerts == [(f"[HIGH] {rules[0]} at step 1", "loss is 5.937", "WARN"),
