@@ -235,3 +235,13 @@ def test_every_builtin_rule_is_expected_on_some_failure_run():
 def test_corpus_stays_small():
     size = sum(path.stat().st_size for path in Path(CORPUS).rglob("*") if path.is_file())
     assert size < 15_000_000
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("log", sorted(Path(__file__).parent.joinpath("data", "real_trl_logs").glob("*.jsonl")),
+                         ids=lambda path: path.stem)
+def test_real_trl_captures_raise_no_medium_or_worse_alert(log: Path):
+    """The real TRL 1.16 captures (tiny model, healthy by construction) beside the simulated corpus."""
+    trainer = log.stem.removesuffix("_chat").removesuffix("_kl")
+    records, _ = audit_json(str(log), "--trainer", trainer)
+    assert [r["rule"] for r in records if at_least(r["severity"], "medium")] == []
