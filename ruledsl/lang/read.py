@@ -42,6 +42,7 @@ def read_inline_alert(text: str) -> InlineAlert:
     Errors are placed in `text`, and so are the spans of the condition's nodes: its
     `source` is the whole alert, its `span` the condition (after the metric).
     """
+    _refuse_undecodable(text)
     tree = parse_inline_tree(text)
     trainers = tuple(dict.fromkeys("all" if t in ("all", "common") else t for t in tree.trainers))
     body, span, metric = tree.condition, tree.condition_span, None
@@ -69,3 +70,12 @@ def _moved(exc: RuleSyntaxError, text: str, offset: int) -> RuleSyntaxError:
     d, moved = exc.diagnostic, exc.span
     span = Span.at(text, offset + moved.start, moved.end - moved.start)
     return RuleSyntaxError(Diagnostic(d.code, d.message, span, d.hint), text, exc.expected)
+
+
+def _refuse_undecodable(text: str) -> None:
+    """A lone surrogate is a byte that was not UTF-8 (Python decodes such a command-line byte to
+    one): no message or name can hold it, so it is refused where it stands."""
+    for offset, character in enumerate(text):
+        if "\ud800" <= character <= "\udfff":
+            raise RuleSyntaxError(Diagnostic("E101", "a byte that is not UTF-8 text", Span.at(text, offset, 1),
+                                             hint="write the alert in UTF-8"), text)

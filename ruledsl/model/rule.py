@@ -475,7 +475,8 @@ def rule_from_inline(text: str, catalog: Catalog | None = None) -> Rule:
     """
     alert = read_inline_alert(text)
     _check_inline_trainers(text, trainer_catalog(catalog))
-    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    # surrogatepass: a byte the shell could not decode reaches us as a lone surrogate
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     stem = re.sub(r"[^a-z0-9]+", "_", (alert.metric or "expr").lower()).strip("_") or "expr"
     name = f"inline_{stem[:40]}_{digest}"
     return Rule(
