@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -77,3 +78,14 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def check_rule_paths(paths: list[Path]) -> None:
+    """Each --rules path exists, and a folder holds a rule file: nothing is left out without a word."""
+    from ruledsl.model.loader import RULE_SUFFIXES, discover  # only the commands taking --rules need it
+
+    for path in paths:
+        if not path.exists():
+            fail(f"--rules {path}: no such file or directory")
+        if path.is_dir() and not discover([path]):
+            fail(f"--rules {path}: no rule file ({', '.join('*' + s for s in RULE_SUFFIXES)}) found in it")

@@ -38,6 +38,7 @@ from ruledsl.cli.app import (
     INTERRUPTED,
     Terminated,
     app,
+    check_rule_paths,
     fail,
     sigterm_unwinds,
 )
@@ -47,7 +48,7 @@ from ruledsl.integrations.diagnostics_files import callback_rules
 from ruledsl.lang.errors import FrameError, RuleSyntaxError
 from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.config import ConfigError, looks_like_config_file, parse_override, read_config_file
-from ruledsl.model.loader import RULE_SUFFIXES, RuleLoadError, discover, load_rules
+from ruledsl.model.loader import RuleLoadError, load_rules
 from ruledsl.model.rule import Rule, rule_from_inline
 from ruledsl.readers import Archive, ReadProblem, discovery, read_archive
 from ruledsl.readers.common import Source
@@ -127,7 +128,7 @@ def audit(
     """Audit stored training logs with the builtin rules and your own."""
     _check_choices(fail_on, trainer)
     _check_paths(paths, allow_missing)
-    _check_rule_paths(rules)
+    check_rule_paths(rules)
     _check_outputs(paths, output, coverage_file)
     overrides = config_options(config)
     rule_set = _rules(rules, trainer, no_builtin, alert)
@@ -381,15 +382,6 @@ def _check_paths(paths: list[Path], allow_missing: bool) -> None:
     if missing and not allow_missing:
         fail(f"{', '.join(map(str, missing))}: no such file or directory (--allow-missing audits "
              "the other paths)")
-
-
-def _check_rule_paths(paths: list[Path]) -> None:
-    """Each --rules path exists, and a folder holds a rule file (nothing silently loaded)."""
-    for path in paths:
-        if not path.exists():
-            fail(f"--rules {path}: no such file or directory")
-        if path.is_dir() and not discover([path]):
-            fail(f"--rules {path}: no rule file ({', '.join('*' + s for s in RULE_SUFFIXES)}) found in it")
 
 
 # `NAME=TEXT`: a rule name, then `=` (an inline alert has none before its `TRAINERS:` prefix;

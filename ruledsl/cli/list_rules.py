@@ -16,10 +16,10 @@ from pathlib import Path
 
 import typer
 
-from ruledsl.cli.app import app, fail
+from ruledsl.cli.app import app, check_rule_paths, fail
 from ruledsl.docs import rule_library
 from ruledsl.model.catalog import builtin_catalog
-from ruledsl.model.loader import RULE_SUFFIXES, RuleLoadError, discover, load_rules
+from ruledsl.model.loader import RuleLoadError, load_rules
 from ruledsl.model.rule import Rule
 
 
@@ -49,7 +49,7 @@ def list_rules(
       ruledsl list --rules my_rules/ --no-builtin --format json
     """
     _check_trainer(trainer)
-    _check_rule_paths(rules)
+    check_rule_paths(rules)
     if no_builtin and not rules:
         fail("--no-builtin leaves no rule to list: give --rules PATH too")
     try:
@@ -85,12 +85,3 @@ def _check_trainer(trainer: str | None) -> None:
         fail(f"--trainer: {problem.message}\n" + textwrap.fill(
             f"known trainer ids: {known}; or all, for the rules of every trainer", width=100,
             initial_indent="  ", subsequent_indent="    "))
-
-
-def _check_rule_paths(paths: list[Path]) -> None:
-    """Each --rules path exists, and a folder holds a rule file: nothing is left out without a word."""
-    for path in paths:
-        if not path.exists():
-            fail(f"--rules {path}: no such file or directory")
-        if path.is_dir() and not discover([path]):
-            fail(f"--rules {path}: no rule file ({', '.join('*' + s for s in RULE_SUFFIXES)}) found in it")
