@@ -1,4 +1,5 @@
-# `make demo`: set up .venv (the package alone) and audit the bundled example runs.
+# `make demo`: set up .venv with the TRL extra (CPU torch first) and run demo/huggingface_demo.py, the
+#             ten-minute tour (offline, under a minute once installed; `--section N`, `--real`: see its --help).
 # `make test`: set up .venv with every extra the tests use (CPU torch first, then TRL, trackers), then
 #              `make lint`, `make docs-check`, `make pins-check` and the test suite; the first failure stops it.
 # `make lint`: ruff and mypy (settings in pyproject.toml). `make docs-check`: docs/ is what the code generates.
@@ -11,6 +12,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q -c constraints.txt
 CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-full
+DEMO := $(VENV)/.installed-demo
 
 .PHONY: demo test lint docs-check pins-check bench docs clean
 
@@ -26,8 +28,15 @@ $(FULL): $(CORE)
 	$(PIP) -e ".[dev,trl,tensorboard,mlflow,wandb]"
 	touch $(FULL)
 
-demo: $(CORE)
-	$(BIN)/ruledsl audit examples/runs
+# The demo builds a real GRPOConfig and calls the callback with transformers' TrainerState: the TRL extra,
+# torch first for the same reason as above.
+$(DEMO): $(CORE)
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[trl]"
+	touch $(DEMO)
+
+demo: $(DEMO)
+	$(BIN)/python demo/huggingface_demo.py
 
 lint: $(FULL)
 	$(BIN)/ruff check .

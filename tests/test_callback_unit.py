@@ -226,7 +226,10 @@ def test_the_trainer_s_arguments_are_the_run_s_configuration(tmp_path, capsys):
     assert info["config"] == {"output_dir": str(tmp_path), "beta": 0.1, "loss_type": "sigmoid",
                               "learning_rate": 5e-7, "report_to.0": "wandb", "report_to.1": "tensorboard",
                               "eval_strategy": "steps", "model_init_kwargs.torch_dtype": "bfloat16",
-                              "max_grad_norm": "inf"}  # flat, nulls left out, JSON as in docs/language.md §4
+                              "max_grad_norm": "inf",  # flat, nulls left out, JSON as in docs/language.md §4
+                              # what the rank rules read (integrations/ranks.py): one process here
+                              "ruledsl.world_size": 1, "ruledsl.straggler_factor": 1.5,
+                              "ruledsl.memory_imbalance_factor": 1.5}
     # the live engine got the same configuration: 2.0 > 10 × beta, and `when` holds
     started = [json.loads(line) for line in (tmp_path / "diagnostics" / "alerts.jsonl").read_text().splitlines()]
     assert [(e["rule"], e["first_step"]) for e in started if e["event"] == "started"] == [("loss_high_for_beta", 2)]

@@ -282,7 +282,7 @@ def test_a_broken_custom_rule_is_reported_without_a_traceback(tmp_path):
 
 def test_help_shows_readable_metavars_and_an_example():
     stdout = listed("--help")
-    assert "--trainer ID" in stdout and "--rules PATH…" in stdout
+    assert "--trainer ID" in stdout and "--rules PATH " in stdout  # one path per --rules (repeatable)
     assert "ruledsl list --trainer grpo" in stdout
 
 

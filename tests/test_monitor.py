@@ -755,3 +755,21 @@ def test_coverage_of_a_rule_switched_off_by_a_fault_stays_what_it_was():
     monitor.update(2, {"loss": 1.0})
     assert [f.rule for f in monitor.faults] == ["broken"]
     assert [(r.rule, r.reason) for r in monitor.coverage()] == [("broken", "too_short")]
+
+
+def test_open_episodes_are_the_ones_still_firing_patterns_included():
+    rules = [ruledsl.parse_inline_alert("all: loss > 1 -> high: loss high"),
+             {"name": "std_high", "trainers": ["all"], "metric": "rewards/*/std", "condition": "> 1",
+              "severity": "medium", "message": "std {value}"}]
+    monitor = Monitor(rules)
+    rows = [(1, {"loss": 2.0, "rewards/a/std": 2.0, "rewards/b/std": 0.5}),
+            (2, {"loss": 0.5, "rewards/a/std": 2.0, "rewards/b/std": 2.0})]
+    for step, row in rows:
+        monitor.update(step, row)
+    loss_rule = rules[0].name
+    assert [(r["rule"], r["metric"], r["first_step"]) for r in monitor.episodes()] == [
+        (loss_rule, "loss", 1), ("std_high", "rewards/a/std", 1), ("std_high", "rewards/b/std", 2)]
+    # the loss episode ended at step 2; both pattern episodes still fire
+    assert [(r["rule"], r["metric"], r["first_step"]) for r in monitor.open_episodes()] == [
+        ("std_high", "rewards/a/std", 1), ("std_high", "rewards/b/std", 2)]
+    assert all(record in monitor.episodes() for record in monitor.open_episodes())

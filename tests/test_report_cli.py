@@ -93,6 +93,14 @@ class ChartParser(HTMLParser):
         self.text.append(data)
 
 
+# An HTML report's own <script> elements: the charts' JSON data, uPlot, the code drawing the charts.
+OWN_SCRIPTS = 3
+
+
+def without_provenance(html: str) -> str:
+    return re.sub(r'<dl class="provenance">.*?</dl>', "", html, count=1, flags=re.S)
+
+
 def parse_html(text: str) -> ChartParser:
     parser = ChartParser()
     parser.feed(text)
@@ -213,8 +221,9 @@ def test_chart_cap_keeps_the_most_severe_and_says_what_it_left_out(json_records)
     page = parse_html(audit_examples("--format", "html", "--max-charts", "2").stdout)
     assert {(c["run"], c["metric"]) for c in page.charts} == critical
     assert "Charts of 2 of 7 alerted metrics" in " ".join(page.text)
-    assert len(re.findall(r"<tr><td>", audit_examples("--format", "html", "--max-charts", "0").stdout)) \
-        == len(json_records) + 4  # every alert still in the table (and the 4 severity rows)
+    uncharted = audit_examples("--format", "html", "--max-charts", "0").stdout
+    assert len(re.findall(r'<tr class="alert"', uncharted)) == len(json_records)  # every alert still in the table
+    assert 'class="chart' not in uncharted  # and no chart, not even the most severe one's at the top
     markdown = audit_examples("--format", "markdown", "--max-charts", "3").stdout
     assert len(md_svgs(markdown)) == 3 and "Charts of 3 of 7 alerted metrics" in markdown
     assert "Charts of" not in examples_report("html")  # under the default cap: no sentence
@@ -237,7 +246,7 @@ def test_html_levels_only_where_they_mean_a_level():
     assert charts[("sft_nan", "grad_norm")]["thresholds"] == []  # spike(10x) and nonfinite
     loss_levels = sorted(float(t["data-value"]) for t in charts[("dpo_stuck", "loss")]["thresholds"])
     assert loss_levels == [0.68, 0.71]  # range(0.68, 0.71): both bounds
-    assert "script" not in page.start_tags
+    assert page.start_tags.count("script") == OWN_SCRIPTS
 
 
 def test_full_expression_alert_plots_each_metric_without_threshold():
@@ -264,7 +273,8 @@ def test_markdown_has_sections_charts_and_descriptions(json_records):
     for severity in SEVERITIES:
         count = sum(r["severity"] == severity for r in json_records)
         assert f"| {severity} | {count} |" in text
-    alert_rows = [line for line in text.splitlines() if line.startswith("| ") and "dpo\\_stuck" in line]
+    alerts_table = text.split("\n## Alerts\n")[1].split("\n## ")[0]  # not the runs table, which lists it too
+    alert_rows = [line for line in alerts_table.splitlines() if line.startswith("| ") and "dpo\\_stuck" in line]
     assert len(alert_rows) == sum(r["run"] == "dpo_stuck" for r in json_records)
     assert "no preference is being learned" in text  # a message (dpo_loss_stuck_ln2's)
     rule = next(r for r in load_rules([], trainer=None, include_builtin=True) if r.name == "loss_nonfinite")
@@ -297,7 +307,7 @@ def hostile_audit(path: Path, fmt: str) -> subprocess.CompletedProcess:
 
 def test_hostile_strings_are_escaped_in_html(hostile_run: Path):
     page = parse_html(hostile_audit(hostile_run, "html").stdout)
-    assert "script" not in page.start_tags and "img" not in page.start_tags
+    assert page.start_tags.count("script") == OWN_SCRIPTS and "img" not in page.start_tags
     assert not any(name.startswith("on") for name, _ in page.attributes)
     assert [(c["run"], c["metric"]) for c in page.charts] == [(HOSTILE_RUN, HOSTILE_KEY)]
     text = "".join(page.text)
@@ -397,7 +407,7 @@ def test_html_lists_per_run_the_rules_not_evaluated(tmp_path: Path):
 
 def test_examples_report_their_coverage():
     table = examples_report("table")
-    assert "\nNot evaluated (5 config_unknown, 2 no_key, 3 too_short):\n" in table
+    assert "\nNot evaluated (13 config_unknown, 2 no_key, 3 too_short):\n" in table
     for line in ("  grpo_kl_high: no_key on run grpo_is_collapse: ",
                  "  dpo_margin_near_zero: config_unknown on 2 runs (dpo_healthy, dpo_stuck): ",
                  "  overfitting: too_short on 3 runs (dpo_healthy, dpo_stuck, sft_nan): "):
@@ -441,7 +451,8 @@ def test_output_suffix_chooses_the_format_and_format_wins_with_a_warning(tmp_pat
     as_html = tmp_path / "report.html"
     result = audit_examples("--output", str(as_html))
     assert result.stdout == "" and "warning" not in result.stderr
-    assert as_html.read_text(encoding="utf-8") == examples_report("html")
+    # the same report, but for its provenance: the command line and the time it was made
+    assert without_provenance(as_html.read_text(encoding="utf-8")) == without_provenance(examples_report("html"))
     mismatched = tmp_path / "alerts.html"
     result = audit_examples("--format", "json", "--output", str(mismatched))
     assert "warning: writing json to" in result.stderr and "suggests html" in result.stderr

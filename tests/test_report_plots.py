@@ -123,7 +123,7 @@ def test_choose_format(requested, output, expected, warns):
 
 
 def _charts_of(html: str) -> list[tuple[str, str]]:
-    return re.findall(r'<div class="chart" data-run="([^"]*)" data-metric="([^"]*)">', html)
+    return re.findall(r'<div class="chart" data-run="([^"]*)" data-metric="([^"]*)" data-chart="\d+">', html)
 
 
 @pytest.mark.parametrize("form", ["wide", "long"])
@@ -160,3 +160,14 @@ def test_drop_draws_the_level_its_window_mean_crosses():
     (value,) = re.findall(r'class="threshold" data-value="([^"]+)"', html)
     assert float(value) == pytest.approx(2.5 - 2.5 * 0.8)
     assert "drop 80% of 2.5" in html
+
+
+def test_chart_json_cannot_close_its_script_element():
+    import json
+
+    from ruledsl.report.plotdata import script_json
+
+    hostile = {"run": "</script><script>alert(1)</script>", "text": "a & b <!-- \u2028\u2029 -->"}
+    text = script_json(hostile)
+    assert not any(c in text for c in "<>&\u2028\u2029")
+    assert json.loads(text) == hostile  # the same characters once parsed

@@ -33,7 +33,8 @@ HEADER = """\
 #                the keys it logs (`{{...}}` is a placeholder, `rewards/{{reward_func_name}}/mean`; evaluation
 #                rows carry them prefixed `eval_`), and `always`: its own keys in every train row whatever the
 #                settings (the trainer guess relies on them; the transformers keys are in generic_keys).
-# generic_keys:  keys transformers.Trainer adds for every trainer that uses its training loop.
+# generic_keys:  keys transformers.Trainer adds for every trainer that uses its training loop, and the
+#                ruledsl/... keys ruledsl's DiagnosticsCallback adds in a multi-process run.
 # renamed:       trainer -> earlier key -> the key that replaced it. Both directions resolve (spec section 2).
 # aliases:       alias -> trainer id -> keys in order of preference (spec section 2); the source says what
 #                each alias means.
@@ -45,7 +46,7 @@ def build(source: dict) -> dict:
     hf_train = list(source["transformers_keys"]["train"])
     return {
         "trainers": {tid: _trainer(tid, entry, hf_train) for tid, entry in sorted(source["trainers"].items())},
-        "generic_keys": _generic_keys(source["transformers_keys"]),
+        "generic_keys": _generic_keys(source["transformers_keys"], source.get("callback_keys") or []),
         "renamed": _renamed(source),
         "aliases": {name: {t: list(keys) for t, keys in (alias.get("keys") or {}).items()}
                     for name, alias in source["aliases"].items()},
@@ -72,9 +73,10 @@ def _trainer(trainer_id: str, entry: dict, hf_train: list[str]) -> dict:
     return out
 
 
-def _generic_keys(transformers_keys: dict) -> list[str]:
+def _generic_keys(transformers_keys: dict, callback_keys: list[str]) -> list[str]:
     parts = ("train", "optional", "summary", "eval")
-    return list(dict.fromkeys(key for part in parts for key in transformers_keys[part]))
+    keys = [key for part in parts for key in transformers_keys[part]] + list(callback_keys)
+    return list(dict.fromkeys(keys))
 
 
 def _renamed(source: dict) -> dict:

@@ -12,9 +12,10 @@ from typing import NoReturn
 import typer
 
 from ruledsl import __version__
+from ruledsl.cli.readable_help import ReadableTyper
 from ruledsl.report.text import printable
 
-app = typer.Typer(
+app = ReadableTyper(
     help="Declarative rules that catch broken TRL post-training runs.\n\n"
     "Example: ruledsl audit examples/runs --fail-on high",
     no_args_is_help=True, add_completion=False, rich_markup_mode=None,

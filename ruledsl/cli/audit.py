@@ -43,16 +43,18 @@ from ruledsl.cli.app import (
     sigterm_unwinds,
 )
 from ruledsl.cli.progress import ProgressLine
+from ruledsl.cli.readable_help import choices
 from ruledsl.engines.batch.archive import audit_archive
 from ruledsl.integrations.diagnostics_files import callback_rules
+from ruledsl.integrations.notify import QUEUE_SIZE, Notifier, webhook_urls
 from ruledsl.lang.errors import FrameError, RuleSyntaxError
 from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.config import ConfigError, looks_like_config_file, parse_override, read_config_file
-from ruledsl.model.loader import RuleLoadError, load_rules
+from ruledsl.model.loader import RULE_SUFFIXES, RuleLoadError, discover, load_rules
 from ruledsl.model.rule import Rule, rule_from_inline
 from ruledsl.readers import Archive, ReadProblem, discovery, read_archive
 from ruledsl.readers.common import Source
-from ruledsl.report import Format, ReportContext, choose_format, render
+from ruledsl.report import Format, ReportContext, choose_format, described, render
 from ruledsl.report.coverage import counts_text
 from ruledsl.report.text import printable
 
@@ -73,33 +75,38 @@ Exit status, the first that applies:
 """
 
 
+REPORT_FORMATS = choices(Format)  # `--format table|json|…` in --help
+NOTIFY_WAIT = 30.0  # seconds `--notify` waits at most for its posts after the report
+
+
 @app.command(epilog=EXIT_STATUS)
 def audit(
-    paths: list[Path] = typer.Argument(..., help="Log files or directories: *.jsonl (metrics.jsonl), "
+    paths: list[Path] = typer.Argument(..., metavar="PATH…", help="Log files or directories: *.jsonl (metrics.jsonl), "
                                        "trainer_state.json (newest checkpoint), *.csv, *.parquet, TensorBoard "
                                        "event files, MLflow stores (mlruns/). Each run is found once."),
-    rules: list[Path] = typer.Option([], "--rules", help="A rule file or directory (repeatable)."),
+    rules: list[Path] = typer.Option([], "--rules", metavar="PATH", help="A rule file or directory (repeatable)."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Leave out the builtin rule library."),
-    trainer: str | None = typer.Option(None, "--trainer", help="Trainer id of every run (sft, dpo, grpo, …). "
-                                          "Without it: the run's diagnostics/run.json, else a guess from its "
+    trainer: str | None = typer.Option(None, "--trainer", metavar="ID", help="Trainer id of every run (sft, dpo, grpo, "
+                                          "…). Without it: the run's diagnostics/run.json, else a guess from its "
                                           "metric keys, else unknown: the rules of every trainer its keys fit, "
                                           "or every rule."),
     alert: list[str] = typer.Option([], "--alert", metavar="[NAME=]TEXT", help="An inline alert, e.g. "
                                     "\"grpo: importance_sampling_ratio < 0.5 -> high: IS ratio collapsed\" "
                                     "(repeatable). With a leading NAME= (lowercase letters, digits, _) its "
                                     "records carry that rule name instead of a generated one."),
-    output_format: Format | None = typer.Option(None, "--format", help="table (default), json (one array of "
+    output_format: Format | None = typer.Option(None, "--format", metavar=REPORT_FORMATS,
+                                                help="table (default), json (one array of "
                                                    "records, docs/language.md §4), jsonl, csv, markdown or "
                                                    "html (with charts); "
                                                    "without it, the --output suffix chooses (.json, .md, …)."),
-    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout (whole or "
-                                       "not at all). Not a file the audit reads, nor one it would read as a log "
-                                       "next time (a .jsonl, .csv or .parquet inside an audited folder)."),
-    max_charts: int = typer.Option(100, "--max-charts", min=0, help="Charts in a markdown or html report at "
-                                   "most: those of the most severe alerts; the report says how many it left "
+    output: Path | None = typer.Option(None, "--output", metavar="FILE", help="Write the report here instead of stdout "
+                                       "(whole or not at all). Not a file the audit reads, nor one it would read as "
+                                       "a log next time (a .jsonl, .csv or .parquet inside an audited folder)."),
+    max_charts: int = typer.Option(100, "--max-charts", min=0, metavar="N", help="Charts in a markdown or html report "
+                                   "at most: those of the most severe alerts; the report says how many it left "
                                    "out (every alert stays in its table)."),
-    fail_on: str | None = typer.Option(None, "--fail-on", help="Exit 1 when an alert of this severity "
-                                          "or worse is found (low, medium, high, critical)."),
+    fail_on: str | None = typer.Option(None, "--fail-on", metavar="SEVERITY", help="Exit 1 when an alert of this "
+                                          "severity or worse is found (low, medium, high, critical)."),
     coverage_file: Path | None = typer.Option(None, "--coverage", metavar="FILE", help="Write the coverage "
                                               "here as JSON records (run, rule, metric, reason, detail): "
                                               "the rules never evaluated on a run, and why "
@@ -124,6 +131,12 @@ def audit(
                                      "YAML or JSON file of keys (nested keys join with '.'; W&B's "
                                      "config.yaml works too), any existing file or a name ending in .yaml, "
                                      ".yml or .json."),
+    notify: list[str] = typer.Option([], "--notify", metavar="URL", help="POST each alert episode found to "
+                                     "this webhook as JSON, once per episode (repeatable): a Slack or "
+                                     "Mattermost incoming-webhook URL, Discord's with /slack at the end, or "
+                                     "your own endpoint (the JSON's `ruledsl` object holds the record). "
+                                     f"Sent after the report, waiting {NOTIFY_WAIT:g} s at most; a failed "
+                                     "post is said on stderr and leaves the exit status as it is."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
     _check_choices(fail_on, trainer)
@@ -131,6 +144,7 @@ def audit(
     check_rule_paths(rules)
     _check_outputs(paths, output, coverage_file)
     overrides = config_options(config)
+    webhooks = _webhooks(notify)
     rule_set = _rules(rules, trainer, no_builtin, alert)
     missing = {path for path in paths if not path.exists()}  # --allow-missing let them be
     with _stops_cleanly(), _scratch_folder():
@@ -142,13 +156,17 @@ def audit(
         context = ReportContext(audited.frame, rule_set, n_runs=len(audited.runs), trainer=trainer,
                                 terminal=output is None and sys.stdout.isatty(), max_charts=max_charts,
                                 coverage=audited.coverage)
+        context = described(context, chosen, archive.sources, audited.runs, inputs=paths, rule_paths=rules,
+                            builtin=not no_builtin, inline_alerts=len(alert))
         report = render(records, chosen, context)
         if output is not None:
-            _write_report(output, report)
+            _write_report(output, report, f"{records.height} alert episode(s) as {chosen.value}")
         else:
             typer.echo(report, nl=False)
         if coverage_file is not None:
             _write_coverage(coverage_file, audited.coverage)
+        if webhooks:
+            _notify(webhooks, records)
     failed = fail_on is not None and any(at_least(s, fail_on) for s in records["severity"])
     never = [r for r in audited.coverage if r.reason != "when_false"]
     if strict_coverage and never:
@@ -191,6 +209,7 @@ def _read_and_audit(paths: list[Path], rule_set: list[Rule], trainer: str | None
         _warn(problem)
     for note in archive.notes:
         _note(note)
+    _hint_rules_given_as_logs(paths, archive)
     if not archive.sources:
         fail("no readable run under the given paths")
 
@@ -225,6 +244,31 @@ def _warn(what: object) -> None:
 
 def _note(what: object) -> None:
     typer.echo(f"note: {printable(what)}", err=True)
+
+
+# ---------------------------------------------------------------- --notify
+
+
+def _webhooks(notify: list[str]) -> list[str]:
+    """The --notify URLs, checked before anything is read (a usage error names a bad one)."""
+    if not notify:
+        return []
+    try:
+        return webhook_urls(notify)
+    except ValueError as exc:
+        fail(f"--notify: {exc}")
+
+
+def _notify(webhooks: list[str], records: pl.DataFrame) -> None:
+    """One POST per episode to each webhook, then one line on stderr. Waits NOTIFY_WAIT seconds
+    at most; what failed or was not sent by then the notifier says on stderr. The exit status
+    is the audit's: a chat webhook being down says nothing about the runs."""
+    notifier = Notifier(webhooks, queue_size=max(QUEUE_SIZE, records.height))  # every episode fits
+    for record in records.iter_rows(named=True):
+        notifier.episode(record)
+    counts = notifier.close(NOTIFY_WAIT)
+    typer.echo(f"notify: {counts.queued} episode(s), {counts.delivered} of {counts.queued * len(webhooks)} "
+               f"post(s) delivered to {len(webhooks)} webhook(s)", err=True)
 
 
 # ---------------------------------------------------------------- inputs skipped or partly read
@@ -375,6 +419,24 @@ def _callback_rules(source: Source) -> list[Rule] | None:
         return None
 
 
+def _hint_rules_given_as_logs(paths: list[Path], archive: Archive) -> None:
+    """A PATH of rule files (a *.yaml file, or a folder of them with no log in it) was meant
+    for --rules: say so, since reading it as logs found only "not a log", or nothing at all."""
+    for path in paths:
+        if path.is_file() and path.suffix in RULE_SUFFIXES:
+            what, other = "is YAML, not a log", " (a run's configuration goes with --config)"
+        elif path.is_dir() and not any(_inside(source.path, path) for source in archive.sources) \
+                and discover([path]):
+            what, other = "holds rule files and no log", ""
+        else:
+            continue
+        typer.echo(printable(f"hint: {path} {what}: did you mean --rules {path}?{other}"), err=True)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return _real(path).is_relative_to(_real(folder))
+
+
 def _check_paths(paths: list[Path], allow_missing: bool) -> None:
     """A PATH that does not exist is a usage error, unless --allow-missing (then a warning,
     when the logs are read)."""
@@ -478,11 +540,14 @@ def _read_as_log(target: Path, folder: Path) -> bool:
     return discovery.is_log_file(Path(name)) and name != discovery.ALERTS_FILE
 
 
-def _write_report(path: Path, report: str) -> None:
+def _write_report(path: Path, report: str, what: str) -> None:
+    """The report in `path`, and on stderr where it went (as for --coverage): without that
+    line, an audit with --output printed nothing at all when the runs were clean."""
     try:
         _write_atomically(path, report)
     except OSError as exc:
         fail(f"cannot write the report to {path}: {_why(exc)} ({path} is left as it was)")
+    typer.echo(printable(f"report: {what} written to {path}"), err=True)
 
 
 def _write_coverage(path: Path, coverage: list[CoverageRecord]) -> None:

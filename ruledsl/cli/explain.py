@@ -19,10 +19,11 @@ from ruledsl.model.rule import Rule, rule_from_inline
 
 @app.command()
 def explain(
-    rule_or_file: str = typer.Argument(..., help="A builtin rule's name, a rule file, or an inline alert "
-                                       "(\"grpo: importance_sampling_ratio < 0.5 -> high: collapsed\")."),
-    trainer: str | None = typer.Option(None, "--trainer", help="Compile for this trainer id (default: the "
-                                          "rule's first trainer); a trainer the rule does not apply to is "
+    rule_or_file: str = typer.Argument(..., metavar="RULE_OR_FILE", help="A builtin rule's name, a rule file, "
+                                       "or an inline alert (\"grpo: importance_sampling_ratio < 0.5 -> high: "
+                                       "collapsed\")."),
+    trainer: str | None = typer.Option(None, "--trainer", metavar="ID", help="Compile for this trainer id (default: "
+                                          "the rule's first trainer); a trainer the rule does not apply to is "
                                           "said so."),
     no_plan: bool = typer.Option(False, "--no-plan", help="Leave out the compiled polars query."),
     config: list[str] = typer.Option([], "--config", metavar="KEY=VALUE|FILE", help="The run configuration "

@@ -9,7 +9,8 @@ import typer
 from lark.exceptions import GrammarError
 
 from ruledsl import docs
-from ruledsl.cli.app import app, fail
+from ruledsl.cli.app import app, fail, terminal_text
+from ruledsl.cli.readable_help import choices
 from ruledsl.docs.document import DocsContentError
 from ruledsl.docs.grammar_model import GrammarShapeError
 
@@ -20,16 +21,20 @@ class DocFormat(str, Enum):
     lark = "lark"
 
 
+FORMATS = choices(DocFormat)
+
+
 @app.command("grammar")
 def grammar(
     output_format: DocFormat = typer.Option(
-        DocFormat.markdown, "--format",
+        DocFormat.markdown, "--format", metavar=FORMATS,
         help="markdown (grammar.md; with --output DIR also the SVG diagrams in DIR/diagrams/), "
         "html (one self-contained page, diagrams inline) or lark (the grammar file itself)."),
     output: Path | None = typer.Option(
-        None, "--output",
+        None, "--output", metavar="PATH",
         help="markdown: a directory that receives grammar.md and diagrams/*.svg (stale diagrams are "
-        "removed). html, lark: a file. Without it the text goes to stdout."),
+        "removed). html, lark: a file. Without it the text goes to stdout (markdown without its "
+        "diagrams, which are files of their own)."),
 ) -> None:
     """Generate the grammar reference from grammar/ruledsl.lark.
 
@@ -49,7 +54,7 @@ def grammar(
             _write_markdown(output)
             return
         if output_format is DocFormat.markdown:
-            text = docs.render_markdown()[0]
+            text = docs.render_printed_markdown()
         elif output_format is DocFormat.html:
             text = docs.render_html()
         else:
@@ -65,6 +70,7 @@ def grammar(
         output.write_text(text, encoding="utf-8", newline="\n")
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
+    _say(f"wrote {output}")
 
 
 def _write_markdown(directory: Path) -> None:
@@ -75,4 +81,9 @@ def _write_markdown(directory: Path) -> None:
         written = docs.write_markdown(directory)
     except OSError as exc:
         fail(f"cannot write to {directory}: {exc.strerror or exc}")
-    typer.echo(f"wrote {written[0]} and {len(written) - 1} diagrams in {directory / docs.DIAGRAM_DIR}")
+    _say(f"wrote {written[0]} and {len(written) - 1} diagrams in {directory / docs.DIAGRAM_DIR}")
+
+
+def _say(what: str) -> None:
+    """What was written, on stderr: stdout is the reference itself when there is no --output."""
+    typer.echo(terminal_text(what), err=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from ruledsl.cli.app import app, fail
+from ruledsl.cli.app import app, fail, terminal_text
+from ruledsl.cli.readable_help import choices
 from ruledsl.lang.codes import CODES
 from ruledsl.lint import formats
 from ruledsl.lint import lint as lint_files
@@ -23,17 +24,22 @@ class LintFormat(str, Enum):
     sarif = "sarif"
 
 
+FORMATS = choices(LintFormat)
+
+
 @app.command()
 def lint(
-    paths: list[Path] = typer.Argument(None, help="Rule files or directories (searched recursively for *.yaml, "
-                                       "*.yml). Default: the builtin library."),
-    output_format: LintFormat = typer.Option(LintFormat.human, "--format", help="human (colour on a terminal), "
-                                             "json, github (workflow annotations) or sarif (code scanning)."),
+    paths: list[Path] = typer.Argument(None, metavar="PATH…", help="Rule files or directories (searched recursively "
+                                       "for *.yaml, *.yml). Default: the builtin library."),
+    output_format: LintFormat = typer.Option(LintFormat.human, "--format", metavar=FORMATS, help="human (colour on a "
+                                             "terminal), json, github (workflow annotations) or sarif (code "
+                                             "scanning)."),
     strict: bool = typer.Option(False, "--strict", help="Warnings fail too (exit 1)."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Do not report names that the builtin library "
                                     "already uses (E003)."),
     no_tests: bool = typer.Option(False, "--no-tests", help="Do not run the rules' tests: cases."),
-    output: Path | None = typer.Option(None, "--output", help="Write the report here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", metavar="FILE", help="Write the report here instead of "
+                                       "stdout (and say so on stderr)."),
     list_codes: bool = typer.Option(False, "--list-codes", help="Print every diagnostic code and exit."),
 ) -> None:
     """Check rule files: schema, condition syntax, templates, metrics, trainers, duplicate names, tests.
@@ -59,11 +65,20 @@ def lint(
         fail(f"no rule files (*.yaml, *.yml) under {', '.join(map(str, targets))}")
     text = _rendered(report, output_format, colour=output is None and _colour_wanted())
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        _write(output, text, output_format)
     else:
         typer.echo(text, nl=False)
     if report.errors or (strict and report.warnings):
         raise typer.Exit(1)
+
+
+def _write(output: Path, text: str, output_format: LintFormat) -> None:
+    """The report in `output`, and where it went on stderr: nothing else says the command did it."""
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write the report to {output}: {exc.strerror or exc}")
+    typer.echo(terminal_text(f"report: {output_format.value} written to {output}"), err=True)
 
 
 def _rendered(report, output_format: LintFormat, colour: bool) -> str:

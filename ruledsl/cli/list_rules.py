@@ -17,6 +17,7 @@ from pathlib import Path
 import typer
 
 from ruledsl.cli.app import app, check_rule_paths, fail
+from ruledsl.cli.readable_help import choices
 from ruledsl.docs import rule_library
 from ruledsl.model.catalog import builtin_catalog
 from ruledsl.model.loader import RuleLoadError, load_rules
@@ -29,15 +30,19 @@ class ListFormat(str, Enum):
     markdown = "markdown"
 
 
+FORMATS = choices(ListFormat)
+
+
 @app.command("list")
 def list_rules(
     trainer: str | None = typer.Option(None, "--trainer", metavar="ID", help="Only the rules a run of this "
                                           "trainer is checked with: those naming it and those for every "
                                           "trainer (sft, dpo, grpo, …; `all`: only those for every trainer)."),
-    output_format: ListFormat = typer.Option(ListFormat.table, "--format", help="table (100 columns, or the "
-                                             "terminal's width), json (an array of objects with every "
-                                             "setting and the file) or markdown (as docs/rules.md)."),
-    rules: list[Path] = typer.Option([], "--rules", metavar="PATH…", help="A rule file or directory to list "
+    output_format: ListFormat = typer.Option(ListFormat.table, "--format", metavar=FORMATS,
+                                             help="table (100 columns, or the terminal's width), json (an array "
+                                             "of objects with every setting and the file) or markdown (as "
+                                             "docs/rules.md)."),
+    rules: list[Path] = typer.Option([], "--rules", metavar="PATH", help="A rule file or directory to list "
                                      "too (repeatable)."),
     no_builtin: bool = typer.Option(False, "--no-builtin", help="Leave out the builtin rule library."),
 ) -> None:

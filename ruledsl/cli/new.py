@@ -20,18 +20,20 @@ from ruledsl.resources import data_dir
 
 @app.command()
 def new(
-    name: str = typer.Argument(..., help="The rule name: lower case letters, digits and _."),
-    trainer: list[str] = typer.Option(..., "--trainer", "-t", help="Trainer id (repeatable): grpo, dpo, …, or all "
-                                      "(common is the same)."),
-    condition: str = typer.Option(..., "--condition", "-c", help="e.g. \"< 0.5\", \"drop(50%)\", "
+    name: str = typer.Argument(..., metavar="NAME", help="The rule name: lower case letters, digits and _."),
+    trainer: list[str] = typer.Option(..., "--trainer", "-t", metavar="ID", help="Trainer id (repeatable): grpo, "
+                                      "dpo, …, or all (common is the same)."),
+    condition: str = typer.Option(..., "--condition", "-c", metavar="CONDITION", help="e.g. \"< 0.5\", \"drop(50%)\", "
                                   "\"mean(loss, 20) > 2 * baseline(loss, 20)\"."),
-    metric: str | None = typer.Option(None, "--metric", "-m", help="The log key or alias a shorthand "
+    metric: str | None = typer.Option(None, "--metric", "-m", metavar="METRIC", help="The log key or alias a shorthand "
                                          "condition applies to."),
-    severity: str = typer.Option("medium", "--severity", "-s", help=f"One of {', '.join(SEVERITIES)}."),
-    message: str | None = typer.Option(None, "--message", help="Alert text; {value:.3f}, {step}, … "
+    severity: str = typer.Option("medium", "--severity", "-s", metavar="SEVERITY",
+                                 help=f"One of {', '.join(SEVERITIES)}."),
+    message: str | None = typer.Option(None, "--message", metavar="MESSAGE", help="Alert text; {value:.3f}, {step}, … "
                                           "Default: a plain sentence naming the rule."),
-    window: int = typer.Option(1, "--window", "-w", min=1, help="Smoothing window of a shorthand condition."),
-    rules_dir: Path = typer.Option(Path("rules"), "--dir", help="The rule directory; the file goes to "
+    window: int = typer.Option(1, "--window", "-w", min=1, metavar="W",
+                               help="Smoothing window of a shorthand condition."),
+    rules_dir: Path = typer.Option(Path("rules"), "--dir", metavar="DIR", help="The rule directory; the file goes to "
                                    "DIR/<first trainer>/NAME.yaml, or DIR/common/NAME.yaml for a rule of "
                                    "every trainer (-t all), as in the builtin library."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),

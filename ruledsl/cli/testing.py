@@ -14,7 +14,8 @@ from ruledsl.model.loader import builtin_rules_dir, discover, read_rule_file
 
 @app.command("test")
 def test_rules(
-    paths: list[Path] = typer.Argument(None, help="Rule files or directories. Default: the builtin library."),
+    paths: list[Path] = typer.Argument(None, metavar="PATH…", help="Rule files or directories. Default: the builtin "
+                                       "library."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="One line per case instead of one dot."),
 ) -> None:
     """Run each rule's tests: cases through every engine and compare the episodes.

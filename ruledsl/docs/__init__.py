@@ -2,6 +2,7 @@
 
     render_lark()               the grammar text itself
     render_markdown()           (grammar.md text, {diagram file name: SVG})
+    render_printed_markdown()   grammar.md without its diagrams, for stdout (it links no file)
     render_html()               one self-contained page, diagrams inline
     write_markdown(directory)   grammar.md + diagrams/*.svg (what `make docs` runs)
     drift(directory)            how committed docs differ from freshly generated ones
@@ -21,7 +22,7 @@ from ruledsl.docs.grammar_model import default_grammar_path, read_grammar
 MARKDOWN_FILE = "grammar.md"
 DIAGRAM_DIR = markdown.DIAGRAM_DIR
 
-__all__ = ["render_lark", "render_markdown", "render_html", "write_markdown", "drift"]
+__all__ = ["render_lark", "render_markdown", "render_printed_markdown", "render_html", "write_markdown", "drift"]
 
 
 def render_lark(grammar_path: Path | None = None) -> str:
@@ -32,6 +33,13 @@ def render_markdown(grammar_path: Path | None = None) -> tuple[str, dict[str, st
     blocks = build(read_grammar(grammar_path))
     diagrams = {b.file: b.svg for b in blocks if isinstance(b, Diagram)}
     return markdown.render(blocks), dict(sorted(diagrams.items()))
+
+
+def render_printed_markdown(grammar_path: Path | None = None) -> str:
+    """grammar.md as printed to stdout: no file is written beside it, so no diagram is linked
+    (an image link to diagrams/*.svg would be broken wherever the text is saved); a note says
+    how to get them."""
+    return markdown.render(markdown.without_diagrams(build(read_grammar(grammar_path))))
 
 
 def render_html(grammar_path: Path | None = None) -> str:

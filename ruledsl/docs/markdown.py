@@ -5,11 +5,22 @@ from __future__ import annotations
 from ruledsl.docs.document import Block, Bullets, Code, Diagram, Heading, Paragraph, Table
 
 DIAGRAM_DIR = "diagrams"
+NO_DIAGRAMS = Paragraph(
+    "This copy is printed without its railroad diagrams, which are SVG files of their own: "
+    "`ruledsl grammar --format markdown --output DIR` writes `DIR/grammar.md` with `DIR/diagrams/`, "
+    "and `ruledsl grammar --format html --output FILE` one page with the diagrams inline.")
 
 
 def render(blocks: list[Block]) -> str:
     parts = [_block(b) for b in blocks]
     return "\n\n".join(parts) + "\n"
+
+
+def without_diagrams(blocks: list[Block]) -> list[Block]:
+    """`blocks` without their diagrams, `NO_DIAGRAMS` after the opening paragraph saying so."""
+    kept = [b for b in blocks if not isinstance(b, Diagram)]
+    first_paragraph = next((i for i, b in enumerate(kept) if isinstance(b, Paragraph)), len(kept) - 1)
+    return [*kept[:first_paragraph + 1], NO_DIAGRAMS, *kept[first_paragraph + 1:]]
 
 
 def _block(block: Block) -> str:

@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import platform
 import sys
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -48,9 +49,14 @@ from ruledsl.alerts import SEVERITIES, CoverageRecord, at_least
 from ruledsl.compile import compile_rules
 from ruledsl.engines.live.monitor import Monitor
 from ruledsl.engines.live.values import OnceEach, shown, training_step
+from ruledsl.integrations import resume
 from ruledsl.integrations.console import LOG_LEVELS, alert_text, coverage_at_end, coverage_so_far, is_plain, say
-from ruledsl.integrations.diagnostics_files import DiagnosticsFiles, metrics_row, rules_kept
+from ruledsl.integrations.diagnostics_files import METRICS_FILE, DiagnosticsFiles, metrics_row, rules_kept
 from ruledsl.integrations.fault_guard import Fuse, logger
+from ruledsl.integrations.notify import Notifier, webhook_urls
+from ruledsl.integrations.postmortem import POSTMORTEM, STOP_ON, PostmortemGuard
+from ruledsl.integrations.ranks import SYSTEM_METRICS, RankMetrics, SystemMetricsSettings
+from ruledsl.integrations.resume import RESUME_POLICIES, ResumeConfigError, ranks_agree, resume_line
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
 from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.model.catalog import Catalog, trainer_catalog
@@ -64,6 +70,9 @@ VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "polars")
 
 RULES, CALLBACK, CONFIG = "the rules", "the diagnostics callback", "the run's configuration"
 COVERAGE = "the coverage report"
+NOTIFICATIONS = "notifications"
+REPORT = "the HTML report"
+NOTIFY_CLOSE_SECONDS = 5.0  # what the end of training waits at most for the webhooks' last posts
 # How the trainer was decided (run.json's `trainer_from`)
 FROM_CONFIG_CLASS, GIVEN, UNKNOWN = "config_class", "given", "unknown"
 # Keys of a Trainer row that are not training metrics: the evaluation and summary rows carry them
@@ -79,9 +88,20 @@ class DiagnosticsCallback(TrainerCallback):
                  custom_alerts: Mapping[str, str] | Iterable[str] | str | None = None, trainer: str | None = None,
                  stop_on: str | None = None, output_dir: str | Path | None = None, *,
                  include_builtin: bool = True, catalog: Catalog | None = None,
-                 trackers: bool = True, console: bool = True):
+                 trackers: bool = True, console: bool = True,
+                 resume_check: bool = True, resume_policy: str = "warn",
+                 notify: str | Sequence[str] | None = None,
+                 postmortem: bool = True, postmortem_rows: int = 50,
+                 system_metrics: bool = True, system_metrics_every: int = 10,
+                 straggler_factor: float = 1.5, memory_imbalance_factor: float = 1.5,
+                 report: bool = False):
         if stop_on is not None and stop_on not in SEVERITIES:
             raise ValueError(f"stop_on takes one of {', '.join(SEVERITIES)} or None, not {stop_on!r}")
+        if resume_policy not in RESUME_POLICIES:
+            raise ValueError(f"resume_policy takes one of {', '.join(map(repr, RESUME_POLICIES))}, "
+                             f"not {resume_policy!r}")
+        self.resume_check = bool(resume_check)  # replay and drift at a resume, config.json at the first start
+        self.resume_policy = resume_policy
         ids = trainer_catalog(catalog)
         if trainer is not None:
             if not isinstance(trainer, str):
@@ -101,7 +121,16 @@ class DiagnosticsCallback(TrainerCallback):
         self.catalog = catalog
         self.use_trackers = trackers
         self.console = console
+        # webhook URLs (integrations/notify.py), checked now: a bad one fails here, not mid-run
+        self.notify_urls = _notify_urls(notify)
+        self.postmortem_rows = _postmortem_rows(postmortem_rows)
+        # per-rank step time and memory in the rows of a multi-process run (integrations/ranks.py), checked now
+        self.system_metrics = SystemMetricsSettings(system_metrics, system_metrics_every, straggler_factor,
+                                                    memory_imbalance_factor)
         self.fuse = Fuse()
+        self.report = bool(report)  # diagnostics/report.html when training ends (ruledsl/report/standalone.py)
+        # diagnostics/postmortem.json when training ends abnormally (integrations/postmortem.py)
+        self.postmortem_guard = PostmortemGuard(self) if postmortem else None
         self._reset()
 
     def _reset(self) -> None:
@@ -112,6 +141,8 @@ class DiagnosticsCallback(TrainerCallback):
         self.monitor = None
         self.files: DiagnosticsFiles | None = None
         self.trackers: list = []
+        self.notifier: Notifier | None = None  # the main process's, while watching with `notify`
+        self.ranks: RankMetrics | None = None  # gathering across ranks, from train begin (multi-process only)
         self.started: list[dict] = []  # every started episode's record, in order
         self.stopped: dict | None = None
         self._main = False
@@ -119,23 +150,45 @@ class DiagnosticsCallback(TrainerCallback):
         self._faults_seen = 0
         self._notices_seen = 0
         self._coverage_said = False  # the "N of M rules see their keys" line, after the first training row
+        self.resumed: list[dict[str, Any]] = []  # each resume of this session: its step, what was replayed, drift
         self._left_out = OnceEach(self._warn)  # keys whose values were left out of a row: said once each
         self._rows_noted: set[str] = set()  # the kinds of rows skipped whole (no step, no mapping): said once each
         self.coverage: list[CoverageRecord] | None = None  # at the end of training: the rules never evaluated
+        # the last rows read, (step, row), for a postmortem
+        self.recent_rows: deque[tuple[int, dict[str, Any]]] = deque(
+            maxlen=self.postmortem_rows if self.postmortem_guard is not None else 0)
 
     # ------------------------------------------------------------ hooks (each fully guarded)
 
     def on_init_end(self, args, state, control, **kwargs):
         self.fuse.run(CALLBACK, self._begin, args, state)
+        if self.postmortem_guard is not None:  # the trainer being built: its train() is wrapped
+            self.fuse.run(POSTMORTEM, self.postmortem_guard.watch_trainer)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.fuse.run(CALLBACK, self._begin, args, state)
+        if self.resume_check:
+            self._session_start(args, state, kwargs)
+        if self.postmortem_guard is not None:
+            self.fuse.run(POSTMORTEM, self.postmortem_guard.arm, args)
+        if self.system_metrics.on and self._watching and self.ranks is None:
+            self.ranks = self.fuse.run(SYSTEM_METRICS, self._start_ranks, kwargs.get("model"))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.ranks is not None:
+            self.fuse.run(SYSTEM_METRICS, self.ranks.step_begin)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.ranks is not None:
+            self.fuse.run(SYSTEM_METRICS, self.ranks.step_end)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         self.fuse.run(CALLBACK, self._log, args, state, control, logs)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.fuse.run(CALLBACK, self._end, args, state)
+        if self.postmortem_guard is not None:
+            self.fuse.run(POSTMORTEM, self.postmortem_guard.disarm)
 
     # ------------------------------------------------------------ what the hooks do
 
@@ -151,6 +204,8 @@ class DiagnosticsCallback(TrainerCallback):
         self.active_rules = [r for r in self.rules if r.enabled and r.applies_to(self.trainer)]
         # without it (a fault), rules that read the configuration are not evaluated; the rest run
         self.config = self.fuse.run(CONFIG, trainer_config, args) or {}
+        # the world size and factors the rank rules read (rules/common/rank_*.yaml); run.json keeps them
+        self.config.update(self.fuse.run(CONFIG, self.system_metrics.config, args) or {})
         self.monitor = self.fuse.run(RULES, self._new_monitor, args)
         if not self._main:
             return
@@ -159,6 +214,19 @@ class DiagnosticsCallback(TrainerCallback):
         if self.use_trackers:
             self.trackers = [t for t in (self.fuse.run(f"the {n} tracker", make_tracker, n, args)
                                          for n in wanted(args)) if t is not None]
+        if self.notify_urls:
+            self.notifier = self.fuse.run(NOTIFICATIONS, Notifier, self.notify_urls)
+
+    def _start_ranks(self, model) -> RankMetrics | None:
+        """The gathering across ranks (None in a single process: nothing to compare), said once."""
+        ranks = RankMetrics(self.system_metrics.every, self.system_metrics.timeout_s, say=self._warn)
+        if not ranks.start(model):
+            return None
+        if self._main:
+            self._say(f"ruledsl: every {self.system_metrics.every} logged rows, each of the {ranks.world_size} "
+                      f"ranks' compute time per step and peak memory are gathered into the row "
+                      f"(ruledsl/step_time/*, ruledsl/slowest_rank, ruledsl/memory/*)", logging.INFO)
+        return ranks
 
     def _new_monitor(self, args):
         run = getattr(args, "run_name", None) or Path(str(args.output_dir)).name or "default"
@@ -174,7 +242,7 @@ class DiagnosticsCallback(TrainerCallback):
             what = f"trainer {self.trainer} (from the config class {config_class})"
         else:
             what = f"trainer unknown: every rule runs ({config_class} is not a TRL trainer's config class)"
-        self._say(f"ruledsl: {what}; {count} apply", logging.INFO)
+        self._say(f"ruledsl: {what}; {count} appl{'ies' if len(self.active_rules) == 1 else 'y'}", logging.INFO)
 
     def _say(self, text: str, level: int) -> None:
         if self.console:
@@ -189,9 +257,14 @@ class DiagnosticsCallback(TrainerCallback):
         if self.console and self._main:
             print(text, file=sys.stderr, flush=True)
 
+    def _directory(self, args) -> Path:
+        return self.output_dir or Path(str(args.output_dir)) / DIAGNOSTICS_DIR
+
     def _open_files(self, args) -> DiagnosticsFiles:
-        directory = self.output_dir or Path(str(args.output_dir)) / DIAGNOSTICS_DIR
-        files = DiagnosticsFiles(directory)
+        files = DiagnosticsFiles(self._directory(args))
+        for name, size in files.cut.items():
+            self._warn(f"ruledsl: {files.directory / name} ended in a line cut short ({size} bytes, an earlier "
+                       f"session stopped while writing it): the unfinished line is removed")
         files.write_run(self._run_info(args))
         return files
 
@@ -205,11 +278,104 @@ class DiagnosticsCallback(TrainerCallback):
                 **rules_kept(self.include_builtin, self.rules_dirs, self.code_rules, self.custom_alerts)}
         if self.rules_not_kept:
             info["rules_not_kept"] = list(self.rules_not_kept)  # an audit cannot run them again
+        if self.resumed:
+            info["resumed"] = self.resumed
         if self.stopped is not None:
             info["stopped"] = self.stopped
         if self.coverage is not None:
             info["coverage"] = [record.as_dict() for record in self.coverage]
         return info
+
+    # ------------------------------------------------------------ a resumed run (ruledsl/integrations/resume.py)
+
+    def _session_start(self, args, state, hook_kwargs: Mapping[str, Any]) -> None:
+        """At train begin: the first start saves the configuration; a resume (the checkpoint's step > 0)
+        replays the earlier rows into the rules and compares the configuration with the saved one.
+        `resume_policy="error"` raises ResumeConfigError here, before the first step, on every rank."""
+        step = training_step(getattr(state, "global_step", 0)) or 0
+        current = self.fuse.run(CONFIG, self._snapshot, args, hook_kwargs)
+        directory = self._directory(args)
+        if step == 0:
+            if self._main and current is not None:
+                self.fuse.run("config.json", resume.save_snapshot, directory, current, 0)
+            return
+        found = self.fuse.run("the resume replay", self._replay, state, step, directory) if self._main else None
+        changes = self.fuse.run("the configuration check", self._drift, directory, current, step) \
+            if self._main else None
+        # every rank takes the main process's findings: the same rules state and the same decision everywhere
+        found, changes = ranks_agree((found, changes))
+        if found is not None and not self._main:
+            self.fuse.run("the resume replay", self._feed_replay, found)
+        self.resumed.append({"step": step, "replayed_rows": len(found.rows) if found else 0,
+                             "replayed_from": found.source if found else None,
+                             "changes": [dataclasses.asdict(c) for c in changes or []]})
+        if changes and self.resume_policy != "ignore":
+            self._config_drift(changes, step, args)
+        if changes and self.resume_policy == "error" and resume.stopping(changes):
+            listed = "; ".join(change.text() for change in resume.stopping(changes))
+            raise ResumeConfigError(
+                f"ruledsl: resume_policy='error' and this resume at step {step} changes the configuration saved at "
+                f"the first start ({directory / resume.CONFIG_FILE}): {listed}. Resume with the first configuration, "
+                f"or pass resume_policy='warn' to train on and keep the change as an alert.")
+
+    def _snapshot(self, args, hook_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        return resume.snapshot(self.config, world_size=getattr(args, "world_size", None),
+                               model=resume.model_name(hook_kwargs.get("model")),
+                               dataset=resume.dataset_fingerprint(hook_kwargs.get("train_dataloader")),
+                               versions=_versions())
+
+    def _replay(self, state, step: int, directory: Path) -> resume.Replay | None:
+        """The rows logged up to `step` fed to the rules (nothing announced again), and one line saying so."""
+        found = resume.replay_rows(directory / METRICS_FILE, step) or \
+            resume.log_history_rows(getattr(state, "log_history", None), step)
+        if found is None:
+            self._warn(f"ruledsl: resumed at step {step}, but neither {directory / METRICS_FILE} nor the checkpoint "
+                       f"holds the earlier rows: the rules start afresh (streaks and baselines of the first "
+                       f"{step} steps are not known to them)")
+            return None
+        opened = self._feed_replay(found)
+        self._say(resume_line(found, step, opened), logging.INFO)
+        return found
+
+    def _feed_replay(self, found: resume.Replay) -> list[dict]:
+        """The replayed rows through the rules: started episodes are remembered as announced (they
+        were, in the earlier session); the ones still open at the end are returned."""
+        if self.monitor is None:
+            return []
+        for step, row in resume.in_step_order(found.rows):
+            for event in self.monitor.update(step, row):
+                if event.kind == "started":
+                    self.started.append(dict(event.record))
+                elif getattr(event, "withdraws", None) == "started":
+                    withdrawn = (event.record["rule"], event.record["first_step"])
+                    self.started = [r for r in self.started if (r["rule"], r["first_step"]) != withdrawn]
+        return self.monitor.open_episodes()
+
+    def _drift(self, directory: Path, current: dict[str, Any] | None, step: int) -> list[resume.Change] | None:
+        try:
+            saved = resume.load_snapshot(directory)
+        except ValueError as exc:
+            self._warn(f"ruledsl: {exc}: the configuration is not compared on this resume")
+            return None
+        if saved is None or current is None:
+            self._warn(f"ruledsl: resumed at step {step}, but no configuration was saved at the first start "
+                       f"({directory / resume.CONFIG_FILE}): the configuration is not compared on this resume; "
+                       f"this one is saved for the next")
+            if current is not None:
+                resume.save_snapshot(directory, current, step)
+            return None
+        return resume.drift(saved, current)
+
+    def _config_drift(self, changes: list[resume.Change], step: int, args) -> None:
+        """The changed configuration as one alert, where a rule's alert goes (it stops nothing:
+        `resume_policy` decides that)."""
+        record = resume.drift_record(changes, run=self.monitor.run if self.monitor else "default", step=step)
+        self.started.append(record)
+        if not self._main:
+            return
+        if self.files is not None:
+            self.fuse.run("alerts.jsonl", self.files.write_event, {"event": "started", **record})
+        self._spread(record)
 
     def _log(self, args, state, control, logs) -> None:
         if not self._watching:
@@ -218,6 +384,9 @@ class DiagnosticsCallback(TrainerCallback):
         if read is None:
             return
         step, row = read
+        if self.ranks is not None:  # every rank, every row: the gather is collective (integrations/ranks.py)
+            row = {**row, **(self.fuse.run(SYSTEM_METRICS, self.ranks.on_row) or {})}
+        self.recent_rows.append((step, row))
         if self.files is not None:
             self.fuse.run("metrics.jsonl", self.files.write_metrics, step, row)
         if self.monitor is None:
@@ -297,11 +466,17 @@ class DiagnosticsCallback(TrainerCallback):
             return
         self.started.append(record)
         if self._main:
-            self._announce(record)
-            for tracker in self.trackers:
-                self.fuse.run(f"the {tracker.name} tracker", tracker.alert, record)
+            self._spread(record)
         if self._stops(record):
             self._stop(record, args, control)
+
+    def _spread(self, record: dict) -> None:
+        """A started episode where people see it: the console and log, the trackers, the webhooks."""
+        self._announce(record)
+        for tracker in self.trackers:
+            self.fuse.run(f"the {tracker.name} tracker", tracker.alert, record)
+        if self.notifier is not None:  # queued only: the posting is on the notifier's own thread
+            self.fuse.run(NOTIFICATIONS, self.notifier.episode, record)
 
     def _announce(self, record: dict) -> None:
         level = LOG_LEVELS.get(str(record.get("severity")), logging.WARNING)
@@ -327,8 +502,13 @@ class DiagnosticsCallback(TrainerCallback):
             self.fuse.run("run.json", self.files.write_run, self._run_info(args))
         for tracker in self.trackers:
             self.fuse.run(f"the {tracker.name} tracker", tracker.stopped, reason)
+        if self.postmortem_guard is not None:
+            self.postmortem_guard.write(STOP_ON)  # behind the fuse itself
 
     def _end(self, args, state) -> None:
+        if self.ranks is not None:  # its own part: the hooks come off even after the gathering was switched off
+            self.fuse.run("the rank timing hooks", self.ranks.stop)
+            self.ranks = None
         if not self._watching:
             return
         if self.monitor is not None:
@@ -346,8 +526,19 @@ class DiagnosticsCallback(TrainerCallback):
             self.fuse.run(f"the {tracker.name} tracker", tracker.finish, text)
         if self.files is not None:
             self.fuse.run("the diagnostics files", self.files.close)
+            if self.report and self._main:  # from the files just closed: what `ruledsl report` would write
+                self.fuse.run(REPORT, write_run_report, self.files.directory)
             self.files = None
+        if self.notifier is not None:  # last: what is queued until now goes out, waiting a few seconds at most
+            self.fuse.run(NOTIFICATIONS, self.notifier.close, NOTIFY_CLOSE_SECONDS)
         self._watching = False  # a later train() on the same trainer starts a new watch; results stay readable
+
+
+def write_run_report(directory: Path) -> None:
+    """diagnostics/report.html of the run (report=True); imported here, when asked: polars and the batch engine."""
+    from ruledsl.report.standalone import write_run_report as write
+
+    logger.info("ruledsl: report written to %s", write(directory))
 
 
 class _NoControl:
@@ -361,6 +552,22 @@ class _Collected:
     custom_alerts: dict[str, str]  # name → inline text: every inline alert among the rules
     code_rules: list[dict[str, Any]]  # the other rules given in code, as rule-file mappings
     not_kept: list[str]  # the names of rules given in code that no mapping describes (a Template of your own…)
+
+
+def _postmortem_rows(count: Any) -> int:
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"postmortem_rows takes a whole number of rows (0 or more), not {count!r}")
+    return count
+
+
+def _notify_urls(notify: str | Sequence[str] | None) -> list[str]:
+    """The webhook URLs of `notify`, checked (http or https); none for None or an empty list."""
+    if notify is None or (not isinstance(notify, str) and isinstance(notify, Sequence) and not notify):
+        return []
+    try:
+        return webhook_urls(notify)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"notify: {exc}") from None
 
 
 def _rule_paths(rules_dir) -> list[Path]:

@@ -96,6 +96,9 @@ class DiagnosticsFiles:
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        # a session killed while writing a line left it unfinished: appending to it would spoil the next line too
+        self.cut: dict[str, int] = {name: cut for name in (METRICS_FILE, ALERTS_FILE)
+                                    if (cut := _cut_unfinished_line(self.directory / name))}
         self._metrics = open(self.directory / METRICS_FILE, "a", encoding="utf-8")
         self._alerts = open(self.directory / ALERTS_FILE, "a", encoding="utf-8")
 
@@ -119,6 +122,39 @@ class DiagnosticsFiles:
         for handle in (self._metrics, self._alerts):
             if not handle.closed:
                 handle.close()
+
+
+def _cut_unfinished_line(path: Path) -> int:
+    """Remove the end of `path` after its last line break (a line the previous session did not
+    finish writing: the callback writes each line whole, then a break); the bytes removed."""
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0 or _last_byte(handle, size) == b"\n":
+                return 0
+            keep = _after_last_break(handle, size)
+            handle.truncate(keep)
+            return size - keep
+    except FileNotFoundError:
+        return 0
+
+
+def _last_byte(handle: Any, size: int) -> bytes:
+    handle.seek(size - 1)
+    return handle.read(1)
+
+
+def _after_last_break(handle: Any, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the last b"\n" of the file (0: none), read backwards in chunks."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 # ---------------------------------------------------------------- the rules the callback ran

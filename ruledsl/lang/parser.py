@@ -206,8 +206,28 @@ def _syntax_error(text: str, exc: UnexpectedInput, what: str) -> RuleSyntaxError
     elif found:
         shown = found if found.isprintable() else f"character U+{ord(found[0]):04X}"
         message += f", found '{shown}'" if found.isprintable() else f", found {shown}"
-    return _error(text, offset, message, code="E101", hint=_hint_for(found, previous),
-                  length=length, expected=expected)
+    hint = _hint_for(found, previous)
+    if what == "inline alert" and ":" not in text[:offset]:  # still in the trainer list: the prefix is wrong
+        message = f"an inline alert starts with its trainers and ':' ({INLINE_FORM}); {message}"
+        hint = _prefix_hint(text, offset, found)
+    return _error(text, offset, message, code="E101", hint=hint, length=length, expected=expected)
+
+
+INLINE_FORM = "TRAINERS: CONDITION -> SEVERITY: MESSAGE"
+_SHOWN_IN_HINT = 100  # characters of the alert a hint repeats, corrected, at most
+
+
+def _prefix_hint(text: str, offset: int, found: str) -> str:
+    """How to write the `TRAINERS:` prefix of this alert: the alert itself, corrected, when it
+    is short and the mistake is plain (`loss > 5 -> …` lacks the prefix; `grpo loss > 5 -> …`
+    its ':'), else an example."""
+    example = "e.g. `dpo, kto: loss > 1 -> high: loss too high`; `all:` or `*:` for every trainer"
+    shorthand_alone = not text[:offset].strip() and found[:1] in ("<", ">", "=", "!")  # `> 5 -> …`: no metric
+    if len(text) > _SHOWN_IN_HINT or "," in text[:offset] or shorthand_alone:
+        return example  # too long to repeat, a trainer list already begun, or nothing to prefix
+    if re.fullmatch(r"[A-Za-z0-9_]+", found):  # two words in a row: the trainer, then the condition
+        return f"end the trainers with ':': `{text[:offset].rstrip()}: {text[offset:].lstrip()}`"
+    return f"for every trainer: `all: {text.strip()}`; or name them: `dpo, kto: …`"
 
 
 def _next_lexeme(text: str, offset: int) -> str:

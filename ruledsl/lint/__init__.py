@@ -2,8 +2,9 @@
 
 Each file is read like the loader reads it (YAML with positions → schema →
 rule model); a file that loads is then checked (ruledsl/lint/checks.py), and a
-final pass over all files finds duplicate names. One bad file never hides the
-problems of another.
+final pass over all files finds duplicate names, those of files with other
+problems too (the `name` they give). One bad file never hides the problems of
+another, and a schema error never hides a taken name or an unknown trainer.
 """
 
 from __future__ import annotations
@@ -73,14 +74,25 @@ def _duplicate_names(files: list[RuleFile], against_builtin: bool) -> list[FileP
                 first_use.setdefault(builtin.rule.name, builtin.path)
     problems = []
     for rule_file in files:
-        if rule_file.rule is None:
+        name = written_name(rule_file)
+        if name is None:
             continue
-        name = rule_file.rule.name
         if name in first_use:
-            problems.append(duplicate_name(rule_file, first_use[name]))
+            problems.append(duplicate_name(rule_file, first_use[name], name))
         else:
             first_use[name] = rule_file.path
     return problems
+
+
+def written_name(rule_file: RuleFile) -> str | None:
+    """The rule's name; for a file whose rule did not build, the name its `name` field gives:
+    a schema error elsewhere in the file must not hide that the name is taken (one pass
+    reports every problem)."""
+    if rule_file.rule is not None:
+        return rule_file.rule.name
+    data = rule_file.document.data if rule_file.document is not None else None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _order(problem: FileProblem) -> tuple:

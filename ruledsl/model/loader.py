@@ -192,8 +192,10 @@ def _build_rule(rule_file: RuleFile, document: YamlDocument, check_schema: bool,
     for diagnostic in document.duplicate_keys:
         rule_file.problem(diagnostic)
     unknown = unknown_trainers(document, trainer_catalog(catalog))
-    # An unknown id's E020 says more than "does not match the pattern" about the same item (`DPO`).
-    replaced = {document.span_of(("trainers", index)) for index in unknown}
+    # An unknown id's E020 says more than "does not match the pattern" about the same item (`DPO`);
+    # `trainers: gpro` keeps both, the schema's "a list" and the id's E020: each needs its fix.
+    listed = isinstance(document.data, dict) and isinstance(document.data.get("trainers"), list)
+    replaced = {document.span_of(("trainers", index)) for index in unknown} if listed else set()
     schema_diagnostics = [d for d in schema_problems(document) if d.span not in replaced] if check_schema else []
     for diagnostic in schema_diagnostics:
         rule_file.problem(diagnostic)
@@ -225,6 +227,8 @@ def unknown_trainers(document: YamlDocument, catalog: Catalog) -> dict[int, Diag
     (nor `all`/`common`), at the item, with the catalog's did-you-mean; by the item's index."""
     data = document.data
     written = data.get("trainers") if isinstance(data, dict) else None
+    if isinstance(written, str):  # `trainers: gpro`: not a list (the schema says so), and not an id either
+        written = [written]
     if not isinstance(written, list):
         return {}
     found = {}
@@ -277,11 +281,15 @@ def load_rules(paths: Iterable[Path | str] | None = None, trainer: str | None = 
     return [r for r in rules if r.enabled and _selected(r, trainer)]
 
 
-def duplicate_name(rule_file: RuleFile, first: Path) -> FileProblem:
-    """E003: `rule_file` reuses the name of the rule in `first`."""
-    assert rule_file.document is not None and rule_file.rule is not None
+def duplicate_name(rule_file: RuleFile, first: Path, name: str | None = None) -> FileProblem:
+    """E003: `rule_file` reuses the name of the rule in `first`. `name`: the one its `name` field
+    gives, for a file whose rule did not build (lint reports every problem of a file at once)."""
+    assert rule_file.document is not None
+    if name is None:
+        assert rule_file.rule is not None
+        name = rule_file.rule.name
     return FileProblem(rule_file.path, Diagnostic(
-        "E003", f"the rule name '{rule_file.rule.name}' is already used by {first}",
+        "E003", f"the rule name '{name}' is already used by {first}",
         rule_file.document.span_of(("name",)), field="name",
         hint="rule names must be unique across the loaded rule set: rename one of them"), rule_file.text)
 

@@ -18,7 +18,10 @@ from ruledsl.compile import CompiledRule, compile_rules
 from ruledsl.engines.batch.frames import KEY, RUN, STEP, VALUE, LogFrame, to_log_frame
 from ruledsl.lang import ast
 from ruledsl.model.rule import Rule
+from ruledsl.readers.common import Source
 from ruledsl.report.charts import Band, Level
+from ruledsl.report.provenance import Provenance
+from ruledsl.report.runs import RunInfo
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class ReportContext:
     max_charts: int = 100  # charts in a markdown or html report, the most severe alerts first
     # the rules never evaluated on a run, and why (docs/language.md §4): the "not evaluated" sections
     coverage: Sequence[CoverageRecord] = ()
+    # every audited run (report.runs.run_infos); empty: the runs with alerts, from their records
+    runs: Sequence[RunInfo] = ()
+    provenance: Provenance | None = None  # version, command, time, inputs, rule sources
+    sources: Sequence[Source] = ()  # what the audit read: series the charts show besides the alerted ones
 
     @property
     def n_rules(self) -> int:
@@ -55,7 +62,8 @@ def panels(records: pl.DataFrame, context: ReportContext) -> list[Panel]:
     rule_sets: dict[str | None, dict[str, CompiledRule]] = {}  # each record's rule as its trainer compiled it
     for trainer in records["trainer"].unique().to_list():
         rule_sets[trainer] = {c.rule.name: c for c in compile_rules(context.rules, trainer=trainer)}
-    rows = list(records.iter_rows(named=True))
+    # a record of a rule the context does not hold (a report given fewer rules than the audit ran) has no chart
+    rows = [r for r in records.iter_rows(named=True) if r["rule"] in rule_sets[r["trainer"]]]
     series = _SeriesByRun(_alerted_part(context.frame, rows, rule_sets))
     found: dict[tuple[Any, str], Panel] = {}
     for record in rows:

@@ -46,7 +46,9 @@ def md_prose(text: object) -> str:
 
 def to_markdown(doc: Document) -> str:
     lines = ["# ruledsl audit report", "", md_text(doc.headline + "."), ""]
+    lines += _provenance(doc)
     lines += _summary(doc)
+    lines += _runs(doc)
     if doc.records:
         lines += _alerts(doc) + _charts(doc) + _rules(doc)
     else:
@@ -59,6 +61,24 @@ def _summary(doc: Document) -> list[str]:
     rows = [f"| {s} | {n} |" for s, n in doc.counts]
     return ["## Summary", "", "| severity | alert episodes |", "|---|---:|", *rows,
             f"| **total** | **{len(doc.records)}** |", ""]
+
+
+def _provenance(doc: Document) -> list[str]:
+    """ruledsl version, command, time, inputs, rule sources: one bullet each."""
+    p = doc.provenance
+    if p is None:
+        return []
+    return [f"- ruledsl {md_text(p.version)}", f"- command: {md_text(p.command)}", f"- time: {md_text(p.time)}",
+            f"- inputs: {md_text(', '.join(p.inputs))}", f"- rules: {md_text(', '.join(p.rule_sources))}", ""]
+
+
+def _runs(doc: Document) -> list[str]:
+    """Every audited run, healthy ones too: status, trainer and how it was decided, rules run."""
+    if not doc.runs:
+        return []
+    rows = [f"| {md_text(r.run)} | {md_text(r.status)} | {md_text(r.trainer or 'unknown')} | {md_text(r.how)} "
+            f"| {r.n_rules} |" for r in doc.runs]
+    return ["## Runs", "", "| run | status | trainer | decided by | rules |", "|---|---|---|---|---:|", *rows, ""]
 
 
 def _alerts(doc: Document) -> list[str]:
@@ -81,7 +101,7 @@ def _charts(doc: Document) -> list[str]:
     if doc.uncharted:
         lines += [md_text(uncharted_text(doc)), ""]
     run = object()
-    for chart in doc.charts:
+    for chart in (c for c in doc.charts if c.kind == "alert"):  # the context charts are the HTML report's
         if chart.run != run:
             run = chart.run
             lines += [f"### {md_text(run_heading(chart))}", ""]

@@ -11,6 +11,7 @@ entries per reason, then one line per entry, the runs sharing it named together.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 
 import polars as pl
@@ -72,8 +73,17 @@ def _entries(coverage: list[CoverageRecord], limit: int, with_reason: bool) -> l
 
 
 def headline(context: ReportContext) -> str:
-    trainer = f" for trainer {context.trainer}" if context.trainer else " (each run with the rules for its trainer)"
-    return f"Audited {context.n_runs} run(s) with {context.n_rules} rule(s){trainer}"
+    """What was audited with how many rules: those each run was checked with (its trainer's,
+    `context.runs`), not the number loaded (the whole builtin library, of which a DPO run gets a third)."""
+    if not context.runs:  # a context built without them (the Python API): the rules as given
+        trainer = f" for trainer {context.trainer}" if context.trainer else ""
+        return f"Audited {context.n_runs} run(s) with {context.n_rules} rule(s){trainer}"
+    groups = Counter((info.trainer or "unknown", info.n_rules) for info in context.runs)
+    if len(groups) == 1:
+        ((trainer, n_rules),) = groups
+        return f"Audited {context.n_runs} run(s) with {n_rules} rule(s) for trainer {trainer}"
+    parts = [f"{runs} {trainer} with {n_rules}" for (trainer, n_rules), runs in sorted(groups.items())]
+    return f"Audited {context.n_runs} run(s), each with the rules for its trainer: {', '.join(parts)}"
 
 
 def severity_counts(records: pl.DataFrame) -> list[tuple[str, int]]:

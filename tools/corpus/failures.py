@@ -712,3 +712,67 @@ def student_entropy_explosion(onset: int, logging_steps: int, max_len: int) -> F
     return Failure("entropy_explosion", onset, 120,
                    "entropy has doubled ~50 steps after the onset; 120 steps leaves room to confirm it over a "
                    "few rows", knobs={"length_hook": length}, after=entropy)
+
+
+# ------------------------------------------------------------------ several processes (ruledsl's own keys)
+
+RANKS_CONFIG = {"ruledsl.world_size": 8, "ruledsl.straggler_factor": 1.5, "ruledsl.memory_imbalance_factor": 1.5}
+
+
+def _rank_keys(sim: Sim, every_rows: int, compute: np.ndarray, memory: np.ndarray) -> None:
+    """The keys DiagnosticsCallback adds every `every_rows` logged rows (ruledsl/integrations/ranks.py)
+    from per-step, per-rank values (`compute` and `memory`: steps x ranks): the compute time averaged
+    over the steps since the previous gather, the peak memory so far; absent from the other rows."""
+    gathered = np.zeros(sim.n, dtype=bool)
+    gathered[sim.train_steps()[every_rows - 1::every_rows] - 1] = True
+    times = np.zeros_like(compute)
+    start = 0
+    for edge in np.flatnonzero(gathered):
+        times[edge] = compute[start:edge + 1].mean(axis=0)
+        start = edge + 1
+    peaks = np.maximum.accumulate(memory, axis=0)
+    ordered = np.sort(times, axis=1)
+    slowest = np.argmax(times, axis=1).astype(float)
+    for key, values in (("ruledsl/step_time/max", ordered[:, -1]),
+                        ("ruledsl/step_time/median", ordered[:, (times.shape[1] - 1) // 2]),  # the lower median
+                        ("ruledsl/step_time/min", ordered[:, 0]), ("ruledsl/slowest_rank", slowest),
+                        ("ruledsl/memory/max", peaks.max(axis=1)), ("ruledsl/memory/min", peaks.min(axis=1))):
+        sim.put(key, np.round(values, 4), reduce="last")
+        sim.hide(key, ~gathered)
+
+
+def _ranks(sim: Sim, ranks: int) -> tuple[np.ndarray, np.ndarray]:
+    """Healthy per-step, per-rank compute seconds (~0.40 s; batches of uneven length spread it by
+    up to ~30% on one step) and memory in MiB (~18.4 GiB, a little apart per rank)."""
+    compute = 0.40 * sim.rng.lognormal(0.0, 0.08, (sim.n, ranks))
+    memory = 18_400.0 + sim.rng.normal(0.0, 60.0, (1, ranks)) + sim.rng.normal(0.0, 15.0, (sim.n, ranks))
+    return compute, memory
+
+
+def rank_straggler(onset: int, logging_steps: int, slow_rank: int, every_rows: int = 10) -> Failure:
+    """One of 8 data-parallel GPUs is throttled from the onset (a failing fan, another job on the
+    node): its forward and backward passes take 1.8x as long within ~50 steps, and every other rank
+    waits for it at each gradient all-reduce, so their wall time per step is its time."""
+    def after(sim: Sim) -> None:
+        compute, memory = _ranks(sim, 8)
+        compute[:, slow_rank] *= 1.0 + 0.8 * ramp(sim, onset, 50)
+        _rank_keys(sim, every_rows, compute, memory)
+
+    return Failure("rank_straggler", onset, rows(2 * every_rows, logging_steps),
+                   "the ranks' times are gathered every 10 logged rows and averaged since the previous gather: "
+                   "two gathers after the onset the slowdown is in a whole interval", after=after,
+                   config=RANKS_CONFIG)
+
+
+def rank_memory_imbalance(onset: int, logging_steps: int, every_rows: int = 10) -> Failure:
+    """From the onset, rank 0 of 8 keeps evaluation generations gathered from every rank on its GPU
+    (a custom callback that gathers to the main process and never frees them): its peak memory grows
+    by ~13 GiB within 100 steps while the other ranks stay at ~18.4 GiB."""
+    def after(sim: Sim) -> None:
+        compute, memory = _ranks(sim, 8)
+        memory[:, 0] += 13_000.0 * ramp(sim, onset, 100)
+        _rank_keys(sim, every_rows, compute, memory)
+
+    return Failure("rank_memory_imbalance", onset, rows(2 * every_rows, logging_steps),
+                   "peak memory is gathered every 10 logged rows; the imbalance passes 1.5x ~50 steps after the "
+                   "onset, and two gathers later it is in the rows", after=after, config=RANKS_CONFIG)

@@ -376,6 +376,14 @@ FAILURE_RUNS = [
             "garbled text at step 150 (logged every step): entropy 0.6 -> 2.4 nats, completions growing",
             f.student_entropy_explosion(150, 1, 2048), max_steps=300, logging_steps=1, schedule="constant",
             expect=("distillation_entropy_explosion",)),
+    # ---------------------------------------------------------------- several processes (the callback's rank keys)
+    failing("sft", "rank_straggler", "SFT on 8 GPUs whose rank 5 is throttled from step 600: its compute time per "
+            "step rises to 1.8x the others' (gathered by the callback every 10 logged rows)",
+            f.rank_straggler(600, 10, slow_rank=5), max_steps=1200, warmup=0.03, schedule="cosine",
+            expect=("rank_straggler",)),
+    failing("grpo", "rank_memory_imbalance", "GRPO on 8 GPUs whose rank 0 keeps gathered evaluation generations "
+            "from step 500: its peak memory grows from ~18 to ~31 GiB while the others stay put",
+            f.rank_memory_imbalance(500, 10), max_steps=1000, expect=("rank_memory_imbalance",)),
 ]
 
 SCENARIOS = HEALTHY_RUNS + FAILURE_RUNS

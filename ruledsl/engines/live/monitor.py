@@ -209,6 +209,12 @@ class Monitor:
         records = [runner.record(e) for runner in self._runners for e in runner.episodes()]
         return sorted(records, key=lambda r: (r["first_step"], r["rule"], r["metric"] or ""))
 
+    def open_episodes(self) -> list[dict[str, Any]]:
+        """The episodes still firing (no evaluation has ended them yet), as `episodes()` records, in
+        its order: what a resumed or interrupted run has open."""
+        records = [runner.record(runner.state.open) for runner in self._runners if runner.state.open is not None]
+        return sorted(records, key=lambda r: (r["first_step"], r["rule"], r["metric"] or ""))
+
     def coverage(self) -> list[CoverageRecord]:
         """The rules not evaluated on the run so far (none at a step ≥ their min_steps), and why:
         docs/language.md §4, the records an audit's coverage gives for the rows fed so far, ordered
