@@ -25,7 +25,7 @@ $(CORE): pyproject.toml constraints.txt
 # torch before trl/transformers: the pinned version is a CPU build; installed later, pip would pull CUDA.
 $(FULL): $(CORE)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[dev,trl,tensorboard,mlflow,wandb]"
+	$(PIP) -e ".[dev,trl,tensorboard,mlflow,wandb,spark,ray]"
 	touch $(FULL)
 
 # The demo builds a real GRPOConfig and calls the callback with transformers' TrainerState: the TRL extra,

@@ -278,9 +278,9 @@ def section_more(demo: Demo) -> None:
     say("  resume       DiagnosticsCallback(resume_policy=...): a run resumed from a checkpoint carries on its",
         "               rules' state from diagnostics/metrics.jsonl, and a changed configuration is an alert.",
         "  postmortem   DiagnosticsCallback(postmortem=...): when training dies (exception, Ctrl-C, SIGTERM),",
-        "               diagnostics/postmortem.json keeps what the callback knew at the end.",
-        "  stragglers   DiagnosticsCallback(system_metrics=...): on several GPUs, per-rank timings and system",
-        "               metrics that let rules point at the rank holding the others back.",
+        "               or a stop_on stop, diagnostics/postmortem.json keeps what the callback knew at the end.",
+        "  stragglers   DiagnosticsCallback(system_metrics=...): under torchrun each rank's compute time and",
+        "               peak memory become ruledsl/* keys; rank_straggler names the rank holding the others back.",
         "  trackers     alerts go to W&B, MLflow and TensorBoard from args.report_to, and",
         "               DiagnosticsCallback(notify=[webhook URLs]) posts each new episode to Slack and the like.")
 

@@ -230,7 +230,7 @@ def test_a_ddp_trainer_names_the_slowed_rank_and_only_rank_0_writes(tmp_path, ti
     assert any(a["event"] == "started" and a["rule"] == "rank_straggler" for a in alerts_of(written))
     config = json.loads((written / "run.json").read_text())["config"]
     assert config["ruledsl.world_size"] == 2 and config["ruledsl.straggler_factor"] == 1.5
-    assert "rank_straggler at step 3" in ranks[0]["stdout"]
+    assert "rank_straggler at step 3" in ranks[0]["stderr"]  # alerts go to stderr, with the Trainer's warnings
     assert "ruledsl" not in ranks[1]["stdout"] and "ruledsl" not in ranks[1]["stderr"]
     assert ranks[0]["blown"] == {} and ranks[1]["blown"] == {}
 

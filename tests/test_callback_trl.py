@@ -60,8 +60,10 @@ class MyGRPOConfig(trl.GRPOConfig):
 
 @contextlib.contextmanager
 def console():
+    """stdout and stderr in one buffer, in the order written, as a terminal shows them: the
+    callback's lines are on stdout, its alerts and summary on stderr (tests/test_callback_summary.py)."""
     captured = io.StringIO()
-    with contextlib.redirect_stdout(captured):
+    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
         yield captured
 
 
@@ -135,7 +137,7 @@ def test_injected_problem_is_announced_at_its_step(runs, kind):
     events = read_jsonl(diagnostics / "alerts.jsonl")
     started = [e for e in events if e["event"] == "started" and e["rule"] == f"injected_{kind}"]
     assert [(e["first_step"], e["severity"], e["trainer"]) for e in started] == [(step, severity, kind)]
-    assert f"[{severity.upper()}] injected_{kind} at step {step}\n    " in out  # plain text: stdout is not a TTY
+    assert f"[{severity.upper()}] injected_{kind} at step {step}\n    " in out  # plain text: stderr is not a TTY
     assert "inline_" not in out and not any(e.get("rule", "").startswith("inline_") for e in events)
     assert started[0]["message"].endswith(f"at step {step}")
     assert trainer.state.global_step == 5  # stop_on="critical": a lower severity does not stop

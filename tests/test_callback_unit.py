@@ -176,8 +176,8 @@ def test_other_processes_stop_too_but_write_and_say_nothing(tmp_path, capsys):
             callback.on_log(args, state, control, logs={"loss": loss})
         callback.on_train_end(args, state, control)
         assert control.should_training_stop and callback.stopped["step"] == 2
-        out = capsys.readouterr().out
-        assert ("[HIGH]" in out) is main and (tmp_path / "diagnostics").exists() is main
+        err = capsys.readouterr().err  # alerts go to stderr, with the Trainer's warnings
+        assert ("[HIGH]" in err) is main and (tmp_path / "diagnostics").exists() is main
 
 
 class _Strategy(enum.Enum):
@@ -233,7 +233,7 @@ def test_the_trainer_s_arguments_are_the_run_s_configuration(tmp_path, capsys):
     # the live engine got the same configuration: 2.0 > 10 × beta, and `when` holds
     started = [json.loads(line) for line in (tmp_path / "diagnostics" / "alerts.jsonl").read_text().splitlines()]
     assert [(e["rule"], e["first_step"]) for e in started if e["event"] == "started"] == [("loss_high_for_beta", 2)]
-    assert "[HIGH] loss_high_for_beta at step 2" in capsys.readouterr().out
+    assert "[HIGH] loss_high_for_beta at step 2" in capsys.readouterr().err
     # and the audit of the diagnostics folder reads it back from run.json
     archive = read_archive([tmp_path / "diagnostics"])
     assert archive.sources[0].config["report_to.1"] == "tensorboard" and archive.sources[0].config["beta"] == 0.1
@@ -353,12 +353,16 @@ def test_named_alerts_are_named_everywhere(tmp_path, capsys, monkeypatch):
         name = "fake"
         alerts: list = []
         stops: list = []
+        summaries: list = []
 
         def alert(self, record):
             self.alerts.append(record["rule"])
 
-        def stopped(self, reason):
+        def stopped(self, reason, step):
             self.stops.append(reason)
+
+        def summary(self, summary, text):
+            self.summaries.append(text)
 
         def finish(self, text):
             self.text = text
@@ -368,14 +372,15 @@ def test_named_alerts_are_named_everywhere(tmp_path, capsys, monkeypatch):
     callback = _callback(custom_alerts={"loss_high": "dpo: loss > 1 -> high: loss {value} at {step}"},
                          stop_on="high", include_builtin=False)
     control = _feed(callback, DPOConfig(tmp_path, beta=0.1), DPO_ROWS)
-    out = capsys.readouterr().out
-    assert "[HIGH] loss_high at step 3\n    loss 2.0 at 3" in out
-    assert "ruledsl: stopped training at step 3: rule loss_high (high) fired" in out
+    captured = capsys.readouterr()
+    assert "[HIGH] loss_high at step 3\n    loss 2.0 at 3" in captured.err
+    assert "ruledsl: stopped training at step 3: rule loss_high (high) fired" in captured.out
     assert control.should_training_stop and callback.stopped["rule"] == "loss_high"
     events = _events(tmp_path / "diagnostics")
     assert [(e["event"], e["rule"]) for e in events] == [("started", "loss_high"), ("stop", "loss_high"),
                                                          ("episode", "loss_high")]
     assert Tracker.alerts == ["loss_high"] and "rule loss_high (high)" in Tracker.stops[0]
+    assert len(Tracker.summaries) == 1 and "| `loss_high` | high | 1 | 3 | 3 |" in Tracker.summaries[0]
     info = json.loads((tmp_path / "diagnostics" / "run.json").read_text())
     assert info["stopped"]["rule"] == "loss_high" and info["rules"] == ["loss_high"]
 
@@ -516,7 +521,7 @@ def test_at_the_end_it_says_the_rules_never_evaluated_and_keeps_them_in_run_json
                          rules=[BETA_RULE, {**BETA_RULE, "name": "beta_unknown", "when": "config.nope == 1"}],
                          include_builtin=False)
     _feed(callback, DPOConfig(tmp_path, beta=0.1, loss_type="ipo"), DPO_ROWS)
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # in the end-of-training summary, on stderr
     assert ("ruledsl: at the end of training, 1 of 4 rules were evaluated on this run\n"
             "  never evaluated: typo (no_key: no value of los in the run; did you mean loss?)\n"
             "  not on this configuration: beta_unknown (config_unknown: the run's configuration has no nope)\n"
@@ -535,9 +540,9 @@ def test_at_the_end_it_says_the_rules_never_evaluated_and_keeps_them_in_run_json
 def test_when_every_rule_was_evaluated_it_says_so(tmp_path, capsys):
     callback = _callback(custom_alerts={"fine": "dpo: loss > 9 -> low: x"}, include_builtin=False)
     _feed(callback, DPOConfig(tmp_path), DPO_ROWS)
-    out = capsys.readouterr().out
-    assert "ruledsl: 1 of 1 rules see their keys\n" in out
-    assert "ruledsl: at the end of training, 1 of 1 rules were evaluated on this run\n" in out
+    captured = capsys.readouterr()
+    assert "ruledsl: 1 of 1 rules see their keys\n" in captured.out
+    assert "ruledsl: at the end of training, 1 of 1 rules were evaluated on this run\n" in captured.err
     assert json.loads((tmp_path / "diagnostics" / "run.json").read_text())["coverage"] == []
 
 
@@ -562,7 +567,7 @@ def test_a_failing_coverage_report_never_stops_training(tmp_path, capsys, monkey
     captured = capsys.readouterr()
     assert "the coverage report failed (RuntimeError: no coverage today)" in captured.err
     assert "training goes on" in captured.err and captured.err.count("the coverage report failed") == 1
-    assert control.should_training_stop and "[HIGH] loss_high at step 3" in captured.out  # the rules went on
+    assert control.should_training_stop and "[HIGH] loss_high at step 3" in captured.err  # the rules went on
     info = json.loads((tmp_path / "diagnostics" / "run.json").read_text())
     assert "coverage" not in info and info["custom_alerts"] == {"loss_high": "dpo: loss > 1 -> high: loss {value}"}
 

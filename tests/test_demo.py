@@ -4,7 +4,9 @@ What it prints is checked against what it could not have made up: the importance
 alert against the rule file's own template, rendered with the values the callback wrote to
 metrics.jsonl; the lint caret against the column of the mistake; the HTML report on disk.
 Output goes to a pipe here, so the demo (and the callback) must print plain text: no icons,
-no ANSI colour.
+no ANSI colour. The callback's alerts and summary go to stderr (where the Trainer's warnings go)
+and the demo's narration to stdout: the runs that read them together merge the two into one
+pipe, in the order written, as a terminal shows them.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ IS_RULE = ROOT / "rules" / "grpo" / "grpo_is_ratio_collapse.yaml"
 IS_KEY = "sampling/importance_sampling_ratio/mean"
 
 
-def run_demo(out: Path, *options: str) -> subprocess.CompletedProcess:
+def run_demo(out: Path, *options: str, merged: bool = False) -> subprocess.CompletedProcess:
+    """The demo run; `merged`: stderr into the stdout pipe (`done.stdout` holds both, `done.stderr` is None)."""
     return subprocess.run([sys.executable, str(DEMO), "--out", str(out), *options], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+                          text=True, timeout=600, check=False)
 
 
 def training_rows(metrics_jsonl: Path) -> list[dict]:
@@ -54,16 +58,16 @@ def first_window_below(rows: list[dict], window: int, level: float) -> tuple[int
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("demo-out")
-    return run_demo(out), out
+    return run_demo(out, merged=True), out
 
 
 def test_whole_demo_runs_every_section_in_order(whole):
     done, _ = whole
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout[-3000:]
     positions = [done.stdout.find(f"\n== {n}/7  ") for n in range(1, 8)]
     assert -1 not in positions, positions
     assert positions == sorted(positions)
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stdout
 
 
 def test_whole_demo_prints_plain_text_to_a_pipe(whole):
@@ -150,8 +154,8 @@ def test_section_7_names_each_switch(whole):
 
 
 def test_section_4_alone(tmp_path):
-    done = run_demo(tmp_path, "--section", "4")
-    assert done.returncode == 0, done.stderr
+    done = run_demo(tmp_path, "--section", "4", merged=True)
+    assert done.returncode == 0, done.stdout[-3000:]
     assert "== 4/7  " in done.stdout
     assert not re.search(r"^== [123567]/7", done.stdout, re.M)
     rows = training_rows(tmp_path / "s4-inline" / "diagnostics" / "metrics.jsonl")
@@ -182,8 +186,8 @@ def test_help_lists_the_sections_and_options(tmp_path):
 
 @pytest.mark.slow
 def test_real_tiny_grpo_trainer_run(tmp_path):
-    done = run_demo(tmp_path, "--section", "7", "--real")
-    assert done.returncode == 0, done.stderr
+    done = run_demo(tmp_path, "--section", "7", "--real", merged=True)
+    assert done.returncode == 0, done.stdout[-3000:]
     assert "== --real: " in done.stdout
     assert re.search(r"^ruledsl: trainer grpo \(from the config class GRPOConfig\); \d+ rules apply$",
                      done.stdout, re.M)

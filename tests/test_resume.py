@@ -98,7 +98,7 @@ def killed(tmp_path_factory) -> Path:
     done = _run(tmp, tmp / "out", kill_at=5)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert (tmp / "out" / "checkpoint-4").is_dir()
-    assert "🚨" in done.stdout or "[HIGH] open_from_start at step 1" in done.stdout
+    assert "[HIGH] open_from_start at step 1" in done.stderr  # alerts go to stderr, plain off a terminal
     return tmp / "out"
 
 
@@ -115,14 +115,14 @@ def test_resume_continues_the_alerts_where_they_were(killed, reference, tmp_path
     assert done.returncode == 0, done.stderr
     assert "TRAINING DONE" in done.stdout
     # the episode opened at step 1 was announced by the killed session: not again
-    assert "open_from_start at step 1" not in done.stdout
+    assert "open_from_start at step 1" not in done.stderr
     assert "episodes still open, not announced again: open_from_start (high, since step 1)" in done.stdout
     assert "rebuilt from 4 rows" in done.stdout and "1 later rows of the earlier session not replayed" in done.stdout
     # the streak counted steps 1-4 of the killed session: it fires at step 6, as without the kill
-    assert "streak at step 6" in done.stdout
+    assert "streak at step 6" in done.stderr
     assert _episodes(out) == reference == [("open_from_start", 1), ("streak", 6)]
     assert _audit(out) == reference  # the file the two sessions wrote reads as one run
-    assert "config_drift" not in done.stdout  # nothing changed
+    assert "config_drift" not in done.stderr  # nothing changed
     run_json = json.loads((out / "diagnostics" / "run.json").read_text(encoding="utf-8"))
     assert run_json["resumed"] == [{"step": 4, "replayed_rows": 4, "changes": [],
                                     "replayed_from": str(out / "diagnostics" / "metrics.jsonl")}]
@@ -132,8 +132,8 @@ def test_a_changed_learning_rate_is_a_high_alert(killed, tmp_path):
     out = _copy_of(killed, tmp_path)
     done = _run(tmp_path, out, resume_from=True, lr=1e-4)
     assert done.returncode == 0, done.stderr
-    assert "[HIGH] config_drift at step 4" in done.stdout
-    assert "learning_rate: 5e-05 → 0.0001 (high)" in done.stdout
+    assert "[HIGH] config_drift at step 4" in done.stderr
+    assert "learning_rate: 5e-05 → 0.0001 (high)" in done.stderr
     events = [json.loads(line) for line in (out / "diagnostics" / "alerts.jsonl").read_text().splitlines()]
     drift = [e for e in events if e["rule"] == "config_drift"] if events else []
     assert drift and drift[0]["changes"] == [{"key": "learning_rate", "from": 5e-05, "to": 0.0001,
@@ -154,7 +154,7 @@ def test_resume_policy_ignore_says_nothing_of_the_change(killed, tmp_path):
     out = _copy_of(killed, tmp_path)
     done = _run(tmp_path, out, resume_from=True, lr=1e-4, policy="ignore")
     assert done.returncode == 0, done.stderr
-    assert "config_drift" not in done.stdout
+    assert "config_drift" not in done.stdout + done.stderr
     assert json.loads((out / "diagnostics" / "run.json").read_text())["resumed"][0]["changes"][0]["key"] \
         == "learning_rate"  # still kept in run.json
 
@@ -214,3 +214,32 @@ def test_a_line_cut_by_a_kill_is_removed_before_appending(tmp_path):
     (tmp_path / "metrics.jsonl").write_bytes(b'no break at all')
     assert DiagnosticsFiles(tmp_path).cut == {"metrics.jsonl": 15}
     assert (tmp_path / "metrics.jsonl").read_bytes() == b""
+
+
+def test_resume_check_false_saves_nothing_and_replays_nothing(tmp_path):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from ruledsl import DiagnosticsCallback
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    diagnostics = tmp_path / "diagnostics"
+    for check in (True, False):
+        (diagnostics / "config.json").unlink(missing_ok=True)
+        watch = DiagnosticsCallback(include_builtin=False, custom_alerts=["all: loss > 0 -> high: up"],
+                                    resume_check=check, console=False, postmortem=False)
+        watch.on_train_begin(args, TrainerState(), TrainerControl())
+        watch.on_log(args, TrainerState(global_step=1), TrainerControl(), logs={"loss": 1.0})
+        watch.on_train_end(args, TrainerState(global_step=1), TrainerControl())
+        assert (diagnostics / "config.json").exists() is check
+    # a resume at step 1 with the check off: the row of step 1 is not replayed, so the open episode is new again
+    watch = DiagnosticsCallback(include_builtin=False, custom_alerts=["all: loss > 0 -> high: up"],
+                                resume_check=False, console=False, postmortem=False)
+    watch.on_train_begin(args, TrainerState(global_step=1), TrainerControl())
+    assert watch.resumed == [] and watch.started == []
+    watch.on_log(args, TrainerState(global_step=2), TrainerControl(), logs={"loss": 1.0})
+    assert [r["first_step"] for r in watch.started] == [2]
+    watch = DiagnosticsCallback(include_builtin=False, custom_alerts=["all: loss > 0 -> high: up"],
+                                console=False, postmortem=False)
+    watch.on_train_begin(args, TrainerState(global_step=1), TrainerControl())
+    # the two sessions of the loop logged step 1 (the later row of a step wins); step 2 is past the resume
+    assert watch.resumed[0]["replayed_rows"] == 2 and [r["first_step"] for r in watch.started] == [1]

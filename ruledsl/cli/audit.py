@@ -137,9 +137,25 @@ def audit(
                                      "your own endpoint (the JSON's `ruledsl` object holds the record). "
                                      f"Sent after the report, waiting {NOTIFY_WAIT:g} s at most; a failed "
                                      "post is said on stderr and leaves the exit status as it is."),
+    engine: str = typer.Option("polars", "--engine", metavar="polars|spark|ray", help="Where the audit runs: "
+                               "polars (in this process), or spark or ray (extras ruledsl[spark], ruledsl[ray]), "
+                               "which read PATH themselves (Parquet, or JSON Lines: *.jsonl; any URI they read: "
+                               "s3://, hdfs://, file://) and audit each run as polars would."),
+    spark_master: str | None = typer.Option(None, "--spark-master", metavar="URL", help="--engine spark: the "
+                                            "cluster to join (default: local[N] on every core)."),
+    ray_address: str | None = typer.Option(None, "--ray-address", metavar="ADDRESS", help="--engine ray: the "
+                                           "cluster to join (default: a local one, ray.init())."),
+    output_dataset: str | None = typer.Option(None, "--output-dataset", metavar="URI", help="--engine spark|ray: "
+                                              "the engine writes the records there as Parquet (for archives "
+                                              "whose records are too many to collect); nothing on stdout."),
 ) -> None:
     """Audit stored training logs with the builtin rules and your own."""
     _check_choices(fail_on, trainer)
+    if engine != "polars" or output_dataset is not None:
+        _audit_distributed(engine, paths, rules, no_builtin, trainer, alert, output_format, output, output_dataset,
+                           fail_on, coverage_file, strict_coverage, strict_inputs, config, spark_master,
+                           ray_address, streaming=streaming, notify=notify)
+        return
     _check_paths(paths, allow_missing)
     check_rule_paths(rules)
     _check_outputs(paths, output, coverage_file)
@@ -178,6 +194,29 @@ def audit(
         raise typer.Exit(CHECK_FAILED)
     if incomplete:
         raise typer.Exit(INPUTS_INCOMPLETE)
+
+
+def _audit_distributed(engine: str, paths: list[Path], rules: list[Path], no_builtin: bool, trainer: str | None,
+                       alerts: list[str], output_format: Format | None, output: Path | None,
+                       output_dataset: str | None, fail_on: str | None, coverage_file: Path | None,
+                       strict_coverage: bool, strict_inputs: bool, config: list[str], spark_master: str | None,
+                       ray_address: str | None, *, streaming: bool | None, notify: list[str]) -> None:
+    """--engine spark|ray: ruledsl/distributed/cli_support.py (imported only then)."""
+    if engine not in ("polars", "spark", "ray"):
+        fail(f"--engine takes polars, spark or ray, not {engine!r}")
+    if engine == "polars":
+        fail("--output-dataset is for --engine spark or ray (which write it themselves); with polars, use --output")
+    for option, given in (("--streaming", streaming is not None), ("--notify", bool(notify))):
+        if given:
+            fail(f"{option} goes with --engine polars only")
+    check_rule_paths(rules)
+    from ruledsl.distributed import cli_support
+
+    _inline_alerts(alerts, [])  # a malformed or twice-named --alert is a usage error here, as in process
+    source = cli_support.cli_rule_source(rules, no_builtin, trainer, [_alert_name(text) for text in alerts])
+    cli_support.audit_distributed(cli_support.Options(
+        engine, paths, source, trainer, config_options(config), output_format, output, output_dataset, fail_on,
+        coverage_file, strict_coverage, strict_inputs, spark_master, ray_address))
 
 
 def _check_choices(fail_on: str | None, trainer: str | None) -> None:

@@ -14,11 +14,19 @@ alerts.jsonl and run.json, the configuration and the rules it ran included
 Nothing is silent (docs/language.md §4, coverage): it says which trainer it took
 and how, how many rules apply, after the first training row how many of them see
 their keys (and which do not yet, and why), and at the end of training the rules
-never evaluated on the run, with their reasons (also kept in run.json).
+never evaluated on the run, with their reasons (also kept in run.json), within the
+end-of-training summary (summary.py: the alerts per rule, on stderr like the alert blocks,
+in diagnostics/summary.md and in the trackers).
+
+For long runs (docs/production.md) each part has a module of its own and a switch: a resume
+replays metrics.jsonl and compares the configuration (resume.py), an abnormal end leaves a
+postmortem (postmortem.py), a multi-process run gathers each rank's compute time and memory
+(ranks.py), and started episodes go to webhooks (notify.py).
 
 Everything is checked in the constructor (the trainer id, each rule, each custom
 alert and its name): a mistake fails there, never at the start of training.
-Nothing in here may stop training except `stop_on`: each part runs behind a fuse
+Nothing in here may stop training except `stop_on` and `resume_policy="error"` (before the
+first step): each part runs behind a fuse
 (fault_guard.Fuse) and is switched off on its first fault. No logged value is a fault:
 the row is read once (diagnostics_files.metrics_row) for the rules and metrics.jsonl
 alike, and what is no number there is left out of both and said once per key, a row
@@ -50,13 +58,24 @@ from ruledsl.compile import compile_rules
 from ruledsl.engines.live.monitor import Monitor
 from ruledsl.engines.live.values import OnceEach, shown, training_step
 from ruledsl.integrations import resume
-from ruledsl.integrations.console import LOG_LEVELS, alert_text, coverage_at_end, coverage_so_far, is_plain, say
+from ruledsl.integrations.console import (
+    COLOUR,
+    LOG_LEVELS,
+    alert_text,
+    console_style,
+    coverage_at_end,
+    coverage_so_far,
+    say,
+    show,
+    styled_alert,
+)
 from ruledsl.integrations.diagnostics_files import METRICS_FILE, DiagnosticsFiles, metrics_row, rules_kept
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.notify import Notifier, webhook_urls
 from ruledsl.integrations.postmortem import POSTMORTEM, STOP_ON, PostmortemGuard
 from ruledsl.integrations.ranks import SYSTEM_METRICS, RankMetrics, SystemMetricsSettings
 from ruledsl.integrations.resume import RESUME_POLICIES, ResumeConfigError, ranks_agree, resume_line
+from ruledsl.integrations.summary import SUMMARY_FILE, RunSummary, build_summary, console_text, markdown, write_summary
 from ruledsl.integrations.trackers import alerts_jsonl, make_tracker, wanted
 from ruledsl.lang.errors import RuleSyntaxError
 from ruledsl.model.catalog import Catalog, trainer_catalog
@@ -72,6 +91,7 @@ RULES, CALLBACK, CONFIG = "the rules", "the diagnostics callback", "the run's co
 COVERAGE = "the coverage report"
 NOTIFICATIONS = "notifications"
 REPORT = "the HTML report"
+SUMMARY = "the summary"
 NOTIFY_CLOSE_SECONDS = 5.0  # what the end of training waits at most for the webhooks' last posts
 # How the trainer was decided (run.json's `trainer_from`)
 FROM_CONFIG_CLASS, GIVEN, UNKNOWN = "config_class", "given", "unknown"
@@ -94,7 +114,7 @@ class DiagnosticsCallback(TrainerCallback):
                  postmortem: bool = True, postmortem_rows: int = 50,
                  system_metrics: bool = True, system_metrics_every: int = 10,
                  straggler_factor: float = 1.5, memory_imbalance_factor: float = 1.5,
-                 report: bool = False):
+                 report: bool = False, summary: bool = True):
         if stop_on is not None and stop_on not in SEVERITIES:
             raise ValueError(f"stop_on takes one of {', '.join(SEVERITIES)} or None, not {stop_on!r}")
         if resume_policy not in RESUME_POLICIES:
@@ -129,6 +149,7 @@ class DiagnosticsCallback(TrainerCallback):
                                                     memory_imbalance_factor)
         self.fuse = Fuse()
         self.report = bool(report)  # diagnostics/report.html when training ends (ruledsl/report/standalone.py)
+        self.summary = bool(summary)  # the end-of-training summary: console, summary.md, trackers (summary.py)
         # diagnostics/postmortem.json when training ends abnormally (integrations/postmortem.py)
         self.postmortem_guard = PostmortemGuard(self) if postmortem else None
         self._reset()
@@ -154,6 +175,7 @@ class DiagnosticsCallback(TrainerCallback):
         self._left_out = OnceEach(self._warn)  # keys whose values were left out of a row: said once each
         self._rows_noted: set[str] = set()  # the kinds of rows skipped whole (no step, no mapping): said once each
         self.coverage: list[CoverageRecord] | None = None  # at the end of training: the rules never evaluated
+        self.run_summary: RunSummary | None = None  # the end-of-training summary, once made (summary.py)
         # the last rows read, (step, row), for a postmortem
         self.recent_rows: deque[tuple[int, dict[str, Any]]] = deque(
             maxlen=self.postmortem_rows if self.postmortem_guard is not None else 0)
@@ -436,7 +458,11 @@ class DiagnosticsCallback(TrainerCallback):
         if self.monitor is None or not self.fuse.is_on(RULES):
             return None
         records = self.monitor.coverage()
-        self._say(coverage_at_end(records, len(self.monitor.rules)), logging.INFO)
+        text = coverage_at_end(records, len(self.monitor.rules))
+        if self.summary:  # the summary prints it, with the alerts (`_summarize`)
+            logger.info(text)
+        else:
+            self._say(text, logging.INFO)
         return records
 
     def _report_monitor_news(self) -> None:
@@ -480,8 +506,8 @@ class DiagnosticsCallback(TrainerCallback):
 
     def _announce(self, record: dict) -> None:
         level = LOG_LEVELS.get(str(record.get("severity")), logging.WARNING)
-        if self.console:
-            print(alert_text(record, plain=is_plain(sys.stdout)), flush=True)
+        if self.console:  # on stderr, where the Trainer's warnings go (console.py says why)
+            show(styled_alert(record, sys.stderr), sys.stderr)
         logger.log(level, "ruledsl alert: %s", alert_text(record, plain=True))
 
     def _stops(self, record: dict) -> bool:
@@ -501,7 +527,7 @@ class DiagnosticsCallback(TrainerCallback):
             self.fuse.run("alerts.jsonl", self.files.write_event, {"event": "stop", **self.stopped})
             self.fuse.run("run.json", self.files.write_run, self._run_info(args))
         for tracker in self.trackers:
-            self.fuse.run(f"the {tracker.name} tracker", tracker.stopped, reason)
+            self.fuse.run(f"the {tracker.name} tracker", tracker.stopped, reason, record["first_step"])
         if self.postmortem_guard is not None:
             self.postmortem_guard.write(STOP_ON)  # behind the fuse itself
 
@@ -521,17 +547,53 @@ class DiagnosticsCallback(TrainerCallback):
                 self.coverage = self.fuse.run(COVERAGE, self._coverage_at_end)
                 if self.files is not None and self.coverage is not None:
                     self.fuse.run("run.json", self.files.write_run, self._run_info(args))
-        text = alerts_jsonl(self.started)
-        for tracker in self.trackers:
-            self.fuse.run(f"the {tracker.name} tracker", tracker.finish, text)
+        directory = Path(self.files.directory) if self.files is not None else None
         if self.files is not None:
             self.fuse.run("the diagnostics files", self.files.close)
             if self.report and self._main:  # from the files just closed: what `ruledsl report` would write
                 self.fuse.run(REPORT, write_run_report, self.files.directory)
             self.files = None
+        if self.summary and self._main:  # last of the files: it names them, the report included
+            self.run_summary = self.fuse.run(SUMMARY, self._summarize, state, directory)
+        text = alerts_jsonl(self.started)
+        for tracker in self.trackers:
+            self.fuse.run(f"the {tracker.name} tracker", tracker.finish, text)
         if self.notifier is not None:  # last: what is queued until now goes out, waiting a few seconds at most
             self.fuse.run(NOTIFICATIONS, self.notifier.close, NOTIFY_CLOSE_SECONDS)
         self._watching = False  # a later train() on the same trainer starts a new watch; results stay readable
+
+    def _summarize(self, state, directory: Path | None) -> RunSummary:
+        """The end-of-training summary: printed once (stderr, with the alerts), written to summary.md,
+        given to the trackers. Only `on_train_end` makes one: an abnormal end has the postmortem."""
+        episodes = self.fuse.run(RULES, self.monitor.episodes) if self.monitor is not None else None
+        episodes = list(episodes if episodes is not None else self.started)  # started: no rules state (a fault)
+        seen = {(r.get("rule"), r.get("first_step")) for r in episodes}
+        # alerts of the callback's own (config_drift at a resume) are no rule's episodes: added as they started
+        episodes += [r for r in self.started if (r.get("rule"), r.get("first_step")) not in seen
+                     and r.get("rule") not in {rule.name for rule in self.active_rules}]
+        summary = build_summary(episodes, run=self.monitor.run if self.monitor else "default", trainer=self.trainer,
+                                last_step=training_step(getattr(state, "global_step", None)),
+                                total_rules=len(self.monitor.rules) if self.monitor else len(self.active_rules),
+                                coverage=self.coverage, stopped=self.stopped, directory=directory,
+                                report=self.report, postmortem=self._postmortem_written())
+        text = markdown(summary)
+        written = self.fuse.run("summary.md", write_summary, directory / SUMMARY_FILE, text) \
+            if directory is not None else None
+        if written is None:  # the files line names only what is there
+            summary = dataclasses.replace(summary, files=[name for name in summary.files if name != SUMMARY_FILE])
+        if self.console:
+            show(console_text(summary, colour=console_style(sys.stderr) == COLOUR), sys.stderr)
+        logger.info("%s", console_text(summary, colour=False))
+        for tracker in self.trackers:  # a tracker's fault is that tracker's, not the summary's
+            self.fuse.run(f"the {tracker.name} tracker", _give_summary, tracker, summary, text)
+        return summary
+
+    def _postmortem_written(self) -> bool:
+        return self.postmortem_guard is not None and self.postmortem_guard.written is not None
+
+
+def _give_summary(tracker: Any, summary: RunSummary, text: str) -> None:
+    tracker.summary(summary, text)
 
 
 def write_run_report(directory: Path) -> None:

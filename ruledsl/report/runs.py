@@ -50,7 +50,7 @@ def run_infos(sources: Sequence[Source], run_ids: Sequence[str], option: str | N
             found.append(RunInfo(run, option, "option" if option else "unknown", len(rules)))
             continue
         choice = trainers.choose(option, source.metadata, source.keys, [])
-        own = _callback_rules(source) if builtin else None
+        own = callback_rules_of(source) if builtin else None
         chosen = list(rules) if own is None else [*own, *(r for r in rules if r.name not in {o.name for o in own})]
         key = (choice.trainer, choice.candidates, tuple(r.name for r in chosen))
         if key not in counted:
@@ -66,7 +66,7 @@ def with_callback_rules(rules: Sequence[Rule], sources: Sequence[Source]) -> lis
     found = list(rules)
     names = {r.name for r in found}
     for source in sources:
-        for rule in _callback_rules(source) or []:
+        for rule in callback_rules_of(source) or []:
             if rule.name not in names:
                 names.add(rule.name)
                 found.append(rule)
@@ -80,7 +80,7 @@ def _count(rules: list[Rule], choice: trainers.TrainerChoice) -> int:
         return len(rules)
 
 
-def _callback_rules(source: Source) -> list[Rule] | None:
+def callback_rules_of(source: Source) -> list[Rule] | None:
     """The rules a DiagnosticsCallback ran on the run (its run.json), or None; the audit has
     already warned about a run.json that does not read back."""
     from ruledsl.integrations.diagnostics_files import callback_rules

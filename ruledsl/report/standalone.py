@@ -8,7 +8,6 @@ It audits as `ruledsl audit PATH --format html` does with its defaults: the buil
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import tempfile
@@ -18,10 +17,9 @@ from pathlib import Path
 
 from ruledsl.engines.batch.archive import audit_archive
 from ruledsl.model.loader import load_rules
-from ruledsl.model.rule import Rule
 from ruledsl.readers import read_archive
-from ruledsl.readers.common import Source
 from ruledsl.report import Format, ReportContext, described, render
+from ruledsl.report.runs import callback_rules_of
 
 REPORT_NAME = "report.html"
 
@@ -47,7 +45,7 @@ def build_html(paths: Sequence[Path], rule_paths: Sequence[Path] = (), builtin: 
     archive = read_archive(list(paths))
     if not archive.sources:
         raise NothingToReport("no readable run under " + ", ".join(map(str, paths)))
-    audited = audit_archive(archive, rules, trainer=trainer, rules_of=_callback_rules if builtin else None)
+    audited = audit_archive(archive, rules, trainer=trainer, rules_of=callback_rules_of if builtin else None)
     context = ReportContext(audited.frame, rules, n_runs=len(audited.runs), trainer=trainer,
                             max_charts=max_charts, coverage=audited.coverage)
     context = described(context, Format.html, archive.sources, audited.runs, inputs=list(paths),
@@ -83,15 +81,3 @@ def write_text_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-
-
-def _callback_rules(source: Source) -> list[Rule] | None:
-    """The rules a callback ran on this run (its run.json), so the report re-runs exactly those."""
-    from ruledsl.integrations.diagnostics_files import callback_rules
-
-    if source.metadata is None:
-        return None
-    try:
-        return callback_rules(json.loads(source.metadata.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
