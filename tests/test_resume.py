@@ -243,3 +243,22 @@ def test_resume_check_false_saves_nothing_and_replays_nothing(tmp_path):
     watch.on_train_begin(args, TrainerState(global_step=1), TrainerControl())
     # the two sessions of the loop logged step 1 (the later row of a step wins); step 2 is past the resume
     assert watch.resumed[0]["replayed_rows"] == 2 and [r["first_step"] for r in watch.started] == [1]
+
+
+def test_a_fault_in_the_resume_check_is_said_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from ruledsl import DiagnosticsCallback
+    from ruledsl.integrations import callback as callback_module
+
+    def broken(value):
+        raise RuntimeError("the broadcast went wrong")
+
+    monkeypatch.setattr(callback_module, "ranks_agree", broken)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    watch = DiagnosticsCallback(include_builtin=False, custom_alerts=["all: loss > 0 -> high: up"],
+                                resume_policy="error", postmortem=False)
+    watch.on_train_begin(args, TrainerState(global_step=3), TrainerControl())  # raises nothing
+    assert "the resume check failed (RuntimeError: the broadcast went wrong)" in capsys.readouterr().err
+    watch.on_log(args, TrainerState(global_step=4), TrainerControl(), logs={"loss": 1.0})
+    assert [r["first_step"] for r in watch.started] == [4]  # the rules still run

@@ -90,6 +90,7 @@ VERSIONED = ("torch", "transformers", "trl", "accelerate", "datasets", "polars")
 RULES, CALLBACK, CONFIG = "the rules", "the diagnostics callback", "the run's configuration"
 COVERAGE = "the coverage report"
 NOTIFICATIONS = "notifications"
+RESUME = "the resume check"
 REPORT = "the HTML report"
 SUMMARY = "the summary"
 NOTIFY_CLOSE_SECONDS = 5.0  # what the end of training waits at most for the webhooks' last posts
@@ -189,8 +190,10 @@ class DiagnosticsCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.fuse.run(CALLBACK, self._begin, args, state)
-        if self.resume_check:
-            self._session_start(args, state, kwargs)
+        if self.resume_check:  # a fault here is said and switches the check off; a refused resume is raised
+            refused = self.fuse.run(RESUME, self._session_start, args, state, kwargs)
+            if refused is not None:
+                raise refused
         if self.postmortem_guard is not None:
             self.fuse.run(POSTMORTEM, self.postmortem_guard.arm, args)
         if self.system_metrics.on and self._watching and self.ranks is None:
@@ -310,17 +313,18 @@ class DiagnosticsCallback(TrainerCallback):
 
     # ------------------------------------------------------------ a resumed run (ruledsl/integrations/resume.py)
 
-    def _session_start(self, args, state, hook_kwargs: Mapping[str, Any]) -> None:
+    def _session_start(self, args, state, hook_kwargs: Mapping[str, Any]) -> ResumeConfigError | None:
         """At train begin: the first start saves the configuration; a resume (the checkpoint's step > 0)
         replays the earlier rows into the rules and compares the configuration with the saved one.
-        `resume_policy="error"` raises ResumeConfigError here, before the first step, on every rank."""
+        With `resume_policy="error"` and a change, the error to raise before the first step (on every
+        rank: they all take the main process's findings)."""
         step = training_step(getattr(state, "global_step", 0)) or 0
         current = self.fuse.run(CONFIG, self._snapshot, args, hook_kwargs)
         directory = self._directory(args)
         if step == 0:
             if self._main and current is not None:
                 self.fuse.run("config.json", resume.save_snapshot, directory, current, 0)
-            return
+            return None
         found = self.fuse.run("the resume replay", self._replay, state, step, directory) if self._main else None
         changes = self.fuse.run("the configuration check", self._drift, directory, current, step) \
             if self._main else None
@@ -333,12 +337,13 @@ class DiagnosticsCallback(TrainerCallback):
                              "changes": [dataclasses.asdict(c) for c in changes or []]})
         if changes and self.resume_policy != "ignore":
             self._config_drift(changes, step, args)
-        if changes and self.resume_policy == "error" and resume.stopping(changes):
-            listed = "; ".join(change.text() for change in resume.stopping(changes))
-            raise ResumeConfigError(
-                f"ruledsl: resume_policy='error' and this resume at step {step} changes the configuration saved at "
-                f"the first start ({directory / resume.CONFIG_FILE}): {listed}. Resume with the first configuration, "
-                f"or pass resume_policy='warn' to train on and keep the change as an alert.")
+        if not (changes and self.resume_policy == "error" and resume.stopping(changes)):
+            return None
+        listed = "; ".join(change.text() for change in resume.stopping(changes))
+        return ResumeConfigError(
+            f"ruledsl: resume_policy='error' and this resume at step {step} changes the configuration saved at "
+            f"the first start ({directory / resume.CONFIG_FILE}): {listed}. Resume with the first configuration, "
+            f"or pass resume_policy='warn' to train on and keep the change as an alert.")
 
     def _snapshot(self, args, hook_kwargs: Mapping[str, Any]) -> dict[str, Any]:
         return resume.snapshot(self.config, world_size=getattr(args, "world_size", None),
