@@ -1,7 +1,8 @@
 # `make demo`: set up .venv with the TRL extra (CPU torch first) and run demo/huggingface_demo.py, the
 #             ten-minute tour (offline, under a minute once installed; `--section N`, `--real`: see its --help).
-# `make test`: set up .venv with every extra the tests use (CPU torch first, then TRL, trackers), then
-#              `make lint`, `make docs-check`, `make pins-check` and the test suite; the first failure stops it.
+# `make test`: install Chromium and a Java runtime when missing (Debian packages, tools/system_packages.sh),
+#              set up .venv with every extra the tests use (CPU torch first, then TRL, trackers, Spark, Ray),
+#              then `make lint`, `make docs-check`, `make pins-check` and the test suite; the first failure stops it.
 # `make lint`: ruff and mypy (settings in pyproject.toml). `make docs-check`: docs/ is what the code generates.
 # `make pins-check`: constraints.txt pins what is installed (tools/update_constraints.py rewrites it).
 # `make docs`: regenerate docs/grammar.md and docs/diagrams/ from the grammar, and the code table.
@@ -14,7 +15,7 @@ CORE := $(VENV)/.installed-core
 FULL := $(VENV)/.installed-full
 DEMO := $(VENV)/.installed-demo
 
-.PHONY: demo test lint docs-check pins-check bench docs clean
+.PHONY: demo test system-packages lint docs-check pins-check bench docs clean
 
 $(CORE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +50,13 @@ docs-check: $(FULL)
 pins-check: $(FULL)
 	$(BIN)/python tools/update_constraints.py --check
 
+# Chromium (the report's browser tests) and a Java runtime (Spark), from Debian's packages when missing.
+system-packages:
+	tools/system_packages.sh
+
 # Two workers: most tests start the real command in a subprocess, and this machine has two cores.
 # pytest exits 5 when it collected no test: that fails here like any other non-zero status.
-test: lint docs-check pins-check
+test: system-packages lint docs-check pins-check
 	$(BIN)/python -m pytest -q -n 2
 
 docs: $(CORE)
