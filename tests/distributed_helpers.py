@@ -102,3 +102,8 @@ def _first_difference(got: pl.DataFrame, expected: pl.DataFrame) -> str:
 
 def coverage_dicts(records: list[CoverageRecord]) -> list[dict]:
     return [r.as_dict() for r in records]
+
+
+# Alerts that fire on the real captures (whose builtin audit is clean), so that records are compared too.
+FIRING = ["all: loss > 0 for 3 steps -> low: loss positive", "all: grad_norm > 1 -> medium: large gradient",
+          "all: learning_rate < 1e-3 -> low: small learning rate"]

@@ -308,13 +308,9 @@ def test_mlflow_gets_the_summary_as_an_artifact_and_tags(tmp_path, monkeypatch):
 @pytest.mark.subprocess  # wandb starts its service process, offline too
 def test_wandb_gets_the_summary_table_and_counts(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
-    from test_callback_trackers import wandb_records
+    from test_callback_trackers import wandb_offline, wandb_records
 
-    for name, value in dict(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
-                            WANDB_DISABLE_CODE="true", WANDB_DISABLE_GIT="true", WANDB_CONSOLE="off",
-                            WANDB_X_DISABLE_STATS="true", WANDB_X_DISABLE_META="true",
-                            WANDB_PROJECT="ruledsl-test").items():
-        monkeypatch.setenv(name, value)
+    wandb_offline(monkeypatch, tmp_path)
     wandb.teardown()  # settings an earlier test of this process left would win over the WANDB_DIR above
     try:
         train_sft(tmp_path / "out", callback(stop_on="critical"), report_to=["wandb"])

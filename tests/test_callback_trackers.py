@@ -65,15 +65,20 @@ def wandb_records(path: Path):
             yield record
 
 
-@pytest.mark.subprocess  # wandb starts its service process, offline too
-def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-
-    for name, value in dict(WANDB_MODE="offline", WANDB_DIR=str(tmp_path), WANDB_SILENT="true",
+def wandb_offline(monkeypatch, folder: Path) -> None:
+    """W&B in offline mode, writing under `folder`, without its code, git, console and stats capture."""
+    for name, value in dict(WANDB_MODE="offline", WANDB_DIR=str(folder), WANDB_SILENT="true",
                             WANDB_DISABLE_CODE="true", WANDB_DISABLE_GIT="true", WANDB_CONSOLE="off",
                             WANDB_X_DISABLE_STATS="true", WANDB_X_DISABLE_META="true",
                             WANDB_PROJECT="ruledsl-test").items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.mark.subprocess  # wandb starts its service process, offline too
+def test_wandb_gets_alerts_and_summary(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+
+    wandb_offline(monkeypatch, tmp_path)
     _, callback = train_sft(tmp_path, ["wandb"])
     wandb.finish()
     # wandb's service process writes the offline file; on a loaded machine it may still be flushing

@@ -17,6 +17,7 @@ import pytest
 
 from distributed_helpers import (
     EXAMPLES,
+    FIRING,
     REAL_LOGS,
     ROOT,
     archive_table,
@@ -28,10 +29,6 @@ from distributed_helpers import (
 )
 from ruledsl.distributed.partition import RECORD_SCHEMA, rule_source
 from ruledsl.model.loader import load_rules
-
-# Alerts that fire on the real captures (whose builtin audit is clean), so that records are compared too.
-FIRING = ["all: loss > 0 for 3 steps -> low: loss positive", "all: grad_norm > 1 -> medium: large gradient",
-          "all: learning_rate < 1e-3 -> low: small learning rate"]
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,13 @@ from ruledsl.integrations.console import (
     show,
     styled_alert,
 )
-from ruledsl.integrations.diagnostics_files import METRICS_FILE, DiagnosticsFiles, metrics_row, rules_kept
+from ruledsl.integrations.diagnostics_files import (
+    METRICS_FILE,
+    DiagnosticsFiles,
+    MetricsRow,
+    metrics_row,
+    rules_kept,
+)
 from ruledsl.integrations.fault_guard import Fuse, logger
 from ruledsl.integrations.notify import Notifier, webhook_urls
 from ruledsl.integrations.postmortem import POSTMORTEM, STOP_ON, PostmortemGuard
@@ -412,7 +418,9 @@ class DiagnosticsCallback(TrainerCallback):
             return
         step, row = read
         if self.ranks is not None:  # every rank, every row: the gather is collective (integrations/ranks.py)
-            row = {**row, **(self.fuse.run(SYSTEM_METRICS, self.ranks.on_row) or {})}
+            gathered = self.fuse.run(SYSTEM_METRICS, self.ranks.on_row)
+            if gathered:  # every N rows only; still a row as metrics_row reads it (numbers), not read again
+                row = MetricsRow({**row, **gathered})
         self.recent_rows.append((step, row))
         if self.files is not None:
             self.fuse.run("metrics.jsonl", self.files.write_metrics, step, row)
